@@ -1,0 +1,37 @@
+//! Liveness, readiness and the metrics exposition.
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use http::header::CONTENT_TYPE;
+use http::HeaderValue;
+
+use crate::app::AppState;
+
+/// Alive: the process answers.
+pub async fn healthz() -> Response {
+    json_response(br#"{"status":"ok"}"#.to_vec())
+}
+
+/// Ready: a validated config is loaded and its upstream clients are built.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let body = serde_json::json!({
+        "status": "ready",
+        "config": state.config.source.to_string(),
+        "tasks": state.config.tasks.len(),
+        "models": state.config.models.len(),
+        "upstreams": state.config.upstreams.len(),
+    });
+    json_response(body.to_string().into_bytes())
+}
+
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let mut response = state.metrics.encode().into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
+    response
+}
+
+pub fn json_response(body: Vec<u8>) -> Response {
+    let mut response = body.into_response();
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

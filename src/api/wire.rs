@@ -1,0 +1,135 @@
+//! The OpenAI chat completion request as tierwise reads it. The fields tierwise uses are
+//! typed; every other field is kept as it came and forwarded untouched.
+
+use std::fmt;
+
+use bytes::Bytes;
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct ChatRequest {
+    /// A task or model alias; may be absent when `x-tierwise-task` names the task.
+    #[serde(default)]
+    pub model: Option<String>,
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub stream: Option<bool>,
+    /// Everything else (`tools`, `n`, `response_format`, vendor fields...), untouched.
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Message {
+    pub role: Role,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<Content>,
+    #[serde(flatten)]
+    pub rest: Map<String, Value>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    Developer,
+    User,
+    Assistant,
+    Tool,
+    Function,
+}
+
+/// Message content: a string, or an array of parts (text, images, audio...), kept as is.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum Content {
+    Text(String),
+    Parts(Vec<Value>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ContentVisitor;
+
+        impl<'de> Visitor<'de> for ContentVisitor {
+            type Value = Content;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string or an array of content parts")
+            }
+
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Content, E> {
+                Ok(Content::Text(v.to_string()))
+            }
+
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Content, E> {
+                Ok(Content::Text(v))
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Content, A::Error> {
+                let mut parts = Vec::with_capacity(seq.size_hint().unwrap_or(1));
+                while let Some(part) = seq.next_element::<Value>()? {
+                    parts.push(part);
+                }
+                Ok(Content::Parts(parts))
+            }
+        }
+
+        deserializer.deserialize_any(ContentVisitor)
+    }
+}
+
+/// The request as sent to one upstream: `model` rewritten, all else as received.
+#[derive(Serialize)]
+struct Outgoing<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream: Option<bool>,
+    #[serde(flatten)]
+    rest: &'a Map<String, Value>,
+}
+
+impl ChatRequest {
+    pub fn is_stream(&self) -> bool {
+        self.stream == Some(true)
+    }
+
+    /// The JSON body for an upstream that knows the model as `upstream_model`.
+    pub fn body_for(&self, upstream_model: &str) -> Result<Bytes, serde_json::Error> {
+        let outgoing =
+            Outgoing { model: upstream_model, messages: &self.messages, stream: self.stream, rest: &self.rest };
+        serde_json::to_vec(&outgoing).map(Bytes::from)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn forwards_unknown_fields_and_rewrites_model() {
+        let body = json!({
+            "model": "chat",
+            "messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}], "name": "ann"}],
+            "tools": [{"type": "function", "function": {"name": "f"}}],
+            "n": 2, "seed": 7, "logprobs": true, "x_vendor": {"a": [1, 2]},
+            "stream": true
+        });
+        let req: ChatRequest = serde_json::from_value(body.clone()).unwrap();
+        let sent: Value = serde_json::from_slice(&req.body_for("smollm2").unwrap()).unwrap();
+        let mut expected = body;
+        expected["model"] = json!("smollm2");
+        assert_eq!(sent, expected);
+    }
+
+    #[test]
+    fn content_must_be_text_or_parts() {
+        let err =
+            serde_json::from_value::<ChatRequest>(json!({"messages": [{"role": "user", "content": 5}]})).unwrap_err();
+        assert!(err.to_string().contains("a string or an array of content parts"), "{err}");
+    }
+}

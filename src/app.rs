@@ -1,0 +1,143 @@
+//! Application state, the route table, the tower stack (read top to bottom, outer layer
+//! first), and serving with graceful shutdown.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use http::HeaderValue;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+use tracing::{info, info_span, warn, Span};
+
+use crate::api;
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::upstream::Upstreams;
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    /// One pooled client per upstream, shared by all requests.
+    pub upstreams: Arc<Upstreams>,
+    pub metrics: Metrics,
+    /// When this config was loaded (unix seconds): the `created` of `/v1/models`.
+    pub loaded_at_unix: u64,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, String> {
+        let upstreams = Upstreams::from_config(&config)?;
+        let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
+        let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(AppState { config: Arc::new(config), upstreams: Arc::new(upstreams), metrics, loaded_at_unix })
+    }
+}
+
+pub fn build_router(state: AppState) -> Router {
+    let server = &state.config.server;
+    let edge = ServiceBuilder::new()
+        // Request id: keep the caller's x-request-id or make one, and echo it back.
+        .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
+        .layer(PropagateRequestIdLayer::x_request_id())
+        // One span per request, carrying its id.
+        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        // A panic becomes a 500 in the OpenAI envelope instead of a dropped connection.
+        .layer(CatchPanicLayer::custom(panic_response))
+        // Body limit, enforced where the body is read, so the 413 is in the envelope.
+        .layer(DefaultBodyLimit::max(server.body_limit_bytes))
+        // Deadline until the response starts (streams then run on their own timeouts).
+        .layer(middleware::from_fn_with_state(server.request_timeout, request_timeout));
+
+    Router::new()
+        .route("/v1/chat/completions", post(api::chat::chat_completions))
+        .route("/v1/models", get(api::models::list_models))
+        .route("/healthz", get(api::health::healthz))
+        .route("/readyz", get(api::health::readyz))
+        .route("/metrics", get(api::health::metrics))
+        .fallback(api::unknown_url)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .with_state(state)
+        .layer(edge)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
+/// (streams included) finish for up to `server.shutdown_grace_ms`.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let grace = state.config.server.shutdown_grace;
+    let signalled = Arc::new(Notify::new());
+    let notify = signalled.clone();
+    let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
+        shutdown.await;
+        info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
+        notify.notify_one();
+    });
+    tokio::select! {
+        result = server => result,
+        () = grace_expired(signalled, grace) => {
+            warn!("grace period over: dropping the requests still in flight");
+            Ok(())
+        }
+    }
+}
+
+async fn grace_expired(signalled: Arc<Notify>, grace: Duration) {
+    signalled.notified().await;
+    tokio::time::sleep(grace).await;
+}
+
+async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::RequestTimeout(limit).into_response(),
+    }
+}
+
+fn request_span(request: &Request) -> Span {
+    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    info_span!("request", id, method = %request.method(), path = request.uri().path())
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal("internal error in tierwise (the request was not completed)".into()).into_response()
+}
+
+/// Request ids unique per process: a start-time prefix and a counter.
+#[derive(Clone)]
+struct RequestIds {
+    prefix: Arc<str>,
+    /// The next id's sequence number; shared by all connections.
+    next: Arc<AtomicU64>,
+}
+
+impl Default for RequestIds {
+    fn default() -> Self {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let seed = (nanos as u64) ^ u64::from(std::process::id()).rotate_left(32);
+        RequestIds { prefix: format!("tw-{:012x}", seed & 0xffff_ffff_ffff).into(), next: Arc::new(AtomicU64::new(1)) }
+    }
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &http::Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        HeaderValue::try_from(format!("{}-{n:x}", self.prefix)).ok().map(RequestId::new)
+    }
+}

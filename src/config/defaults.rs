@@ -1,0 +1,33 @@
+//! The config tierwise runs on when no file is given: llama-server or llama-swap on
+//! this machine, and OpenAI as the next tier when `OPENAI_API_KEY` is set.
+
+use super::raw::{RawConfig, RawModel, RawTask, RawUpstream};
+
+pub const LOCAL_BASE_URL: &str = "http://127.0.0.1:8080/v1";
+
+pub fn raw(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
+    let mut config = RawConfig::default();
+    config.upstreams.insert(
+        "local".into(),
+        RawUpstream { tier: Some("local".into()), base_url: Some(LOCAL_BASE_URL.into()), ..RawUpstream::default() },
+    );
+    config.models.insert("smollm2".into(), RawModel { upstream: Some("local".into()), name: Some("smollm2".into()) });
+    let mut chain = vec!["smollm2".to_string()];
+    if env("OPENAI_API_KEY").is_some_and(|k| !k.is_empty()) {
+        config.upstreams.insert(
+            "openai".into(),
+            RawUpstream {
+                tier: Some("cloud".into()),
+                base_url: Some("https://api.openai.com/v1".into()),
+                api_key_env: Some("OPENAI_API_KEY".into()),
+                ..RawUpstream::default()
+            },
+        );
+        config
+            .models
+            .insert("gpt".into(), RawModel { upstream: Some("openai".into()), name: Some("gpt-4.1-mini".into()) });
+        chain.push("gpt".into());
+    }
+    config.tasks.insert("chat".into(), RawTask { chain });
+    config
+}

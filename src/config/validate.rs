@@ -1,0 +1,307 @@
+//! Raw → validated config. Collects every problem, each with its path and a hint,
+//! so an operator fixes a file in one pass.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use http::{HeaderName, HeaderValue};
+use reqwest::Url;
+
+use super::raw::{RawConfig, RawServer, RawUpstream};
+use super::{Config, ConfigSource, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind};
+use crate::policy::Tier;
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
+const DEFAULT_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 600_000;
+const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 600_000;
+const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
+const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 120_000;
+
+/// One thing wrong with a config, located by its path (`tasks.chat.chain[1]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub path: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.path, self.message)?;
+        if let Some(hint) = &self.hint {
+            write!(f, " (hint: {hint})")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(Problem { path: path.into(), message: message.into(), hint: None });
+    }
+
+    fn hint(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+        self.0.push(Problem { path: path.into(), message: message.into(), hint: Some(hint.into()) });
+    }
+}
+
+/// Validates a raw config. `env` looks up environment variables (API keys), so tests
+/// need not touch the process environment.
+pub fn validate(
+    raw: &RawConfig,
+    source: ConfigSource,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<Config, Vec<Problem>> {
+    let mut problems = Problems::default();
+    let server = validate_server(&raw.server, &mut problems);
+
+    let mut upstreams = BTreeMap::new();
+    for (name, raw_up) in &raw.upstreams {
+        check_name(&format!("upstreams.{name}"), name, &mut problems);
+        if let Some(up) = validate_upstream(name, raw_up, env, &mut problems) {
+            upstreams.insert(name.clone(), up);
+        }
+    }
+
+    let known_upstreams = join_names(raw.upstreams.keys());
+    let mut models = BTreeMap::new();
+    for (alias, raw_model) in &raw.models {
+        let path = format!("models.{alias}");
+        check_name(&path, alias, &mut problems);
+        match raw_model.upstream.as_deref() {
+            None => problems.hint(
+                format!("{path}.upstream"),
+                "missing",
+                format!("name the upstream that serves this model; known upstreams: {known_upstreams}"),
+            ),
+            Some(up) if !raw.upstreams.contains_key(up) => problems.hint(
+                format!("{path}.upstream"),
+                format!("unknown upstream \"{up}\""),
+                format!("known upstreams: {known_upstreams}"),
+            ),
+            Some(up) => {
+                let name = raw_model.name.clone().unwrap_or_else(|| alias.clone());
+                if name.is_empty() {
+                    problems.add(format!("{path}.name"), "must not be empty");
+                }
+                models.insert(alias.clone(), ModelConfig { alias: alias.clone(), upstream: up.to_string(), name });
+            }
+        }
+    }
+
+    let known_models = join_names(raw.models.keys());
+    let mut tasks = BTreeMap::new();
+    for (name, raw_task) in &raw.tasks {
+        let path = format!("tasks.{name}");
+        check_name(&path, name, &mut problems);
+        if raw.models.contains_key(name) {
+            problems.hint(
+                path.clone(),
+                format!("\"{name}\" is both a task and a model alias"),
+                "rename one: a request's `model` must name exactly one of them",
+            );
+        }
+        if raw_task.chain.is_empty() {
+            problems.hint(
+                format!("{path}.chain"),
+                "empty chain",
+                format!("list at least one model alias; known models: {known_models}"),
+            );
+        }
+        for (i, alias) in raw_task.chain.iter().enumerate() {
+            let step_path = format!("{path}.chain[{i}]");
+            if !raw.models.contains_key(alias) {
+                problems.hint(step_path, format!("unknown model \"{alias}\""), format!("known models: {known_models}"));
+            } else if raw_task.chain[..i].contains(alias) {
+                problems.hint(
+                    step_path,
+                    format!("\"{alias}\" is listed twice"),
+                    "a chain tries each model once; remove the repeat",
+                );
+            }
+        }
+        tasks.insert(name.clone(), TaskConfig { name: name.clone(), chain: raw_task.chain.clone() });
+    }
+
+    match (problems.0.is_empty(), server) {
+        (true, Some(server)) => Ok(Config { server, upstreams, models, tasks, source }),
+        _ => Err(problems.0),
+    }
+}
+
+/// Names become header values, metric labels and log fields: keep them plain.
+fn check_name(path: &str, name: &str, problems: &mut Problems) {
+    let plain = !name.is_empty()
+        && name.len() <= 128
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));
+    if !plain {
+        problems.hint(
+            path.to_string(),
+            format!("name \"{name}\" has characters tierwise does not accept"),
+            "use letters, digits and . _ - : / @ (at most 128)",
+        );
+    }
+}
+
+fn join_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
+    let list: Vec<&str> = names.map(String::as_str).collect();
+    if list.is_empty() {
+        "(none)".to_string()
+    } else {
+        list.join(", ")
+    }
+}
+
+fn validate_server(raw: &RawServer, problems: &mut Problems) -> Option<ServerConfig> {
+    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
+    let listen = match listen_text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.hint(
+                "server.listen",
+                format!("\"{listen_text}\" is not an address"),
+                "write IP:PORT, e.g. \"127.0.0.1:4141\" or \"0.0.0.0:4141\"",
+            );
+            None
+        }
+    };
+    let body_limit = raw.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT);
+    if body_limit == 0 {
+        problems.add("server.body_limit_bytes", "must be greater than 0");
+    }
+    let request_timeout =
+        positive_ms("server.request_timeout_ms", raw.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS, problems);
+    let shutdown_grace = Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS));
+    Some(ServerConfig {
+        listen: listen?,
+        body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
+        request_timeout,
+        shutdown_grace,
+    })
+}
+
+fn positive_ms(path: &str, value: Option<u64>, default: u64, problems: &mut Problems) -> Duration {
+    let ms = value.unwrap_or(default);
+    if ms == 0 {
+        problems.add(path, "must be greater than 0 ms");
+    }
+    Duration::from_millis(ms)
+}
+
+fn validate_upstream(
+    name: &str,
+    raw: &RawUpstream,
+    env: &dyn Fn(&str) -> Option<String>,
+    problems: &mut Problems,
+) -> Option<UpstreamConfig> {
+    let path = format!("upstreams.{name}");
+    let tier = match raw.tier.as_deref() {
+        None => {
+            problems.hint(
+                format!("{path}.tier"),
+                "missing",
+                "every upstream declares its tier: local, server or cloud",
+            );
+            None
+        }
+        Some(text) => match text.parse::<Tier>() {
+            Ok(Tier::None) | Err(_) => {
+                problems.hint(
+                    format!("{path}.tier"),
+                    format!("unknown tier \"{text}\""),
+                    "one of: local (this machine), server (your network), cloud (a third party)",
+                );
+                None
+            }
+            Ok(tier) => Some(tier),
+        },
+    };
+    let kind = match raw.kind.as_deref().unwrap_or("openai") {
+        "openai" => Some(UpstreamKind::OpenAi),
+        other => {
+            problems.hint(format!("{path}.kind"), format!("unknown kind \"{other}\""), "supported: openai");
+            None
+        }
+    };
+    let base_url = match raw.base_url.as_deref() {
+        None => {
+            problems.hint(format!("{path}.base_url"), "missing", "e.g. \"http://127.0.0.1:8080/v1\"");
+            None
+        }
+        Some(text) => match Url::parse(text) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") && url.host().is_some() => Some(url),
+            Ok(_) => {
+                problems.hint(
+                    format!("{path}.base_url"),
+                    format!("\"{text}\" is not an http(s) URL"),
+                    "e.g. \"https://api.openai.com/v1\"",
+                );
+                None
+            }
+            Err(err) => {
+                problems.hint(
+                    format!("{path}.base_url"),
+                    format!("\"{text}\" is not a URL: {err}"),
+                    "e.g. \"http://127.0.0.1:8080/v1\"",
+                );
+                None
+            }
+        },
+    };
+    let api_key_env = raw.api_key_env.clone();
+    if let Some(var) = &api_key_env {
+        let valid = !var.is_empty() && var.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_');
+        if !valid {
+            problems.hint(
+                format!("{path}.api_key_env"),
+                format!("\"{var}\" is not an environment variable name"),
+                "name the variable, not the key: e.g. \"OPENAI_API_KEY\"",
+            );
+        }
+    }
+    let api_key = api_key_env.as_deref().and_then(env).filter(|k| !k.is_empty()).map(Secret::new);
+
+    let mut headers = Vec::new();
+    for (header, value) in &raw.headers {
+        let header_path = format!("{path}.headers.{header}");
+        match (HeaderName::try_from(header.as_str()), HeaderValue::try_from(value.as_str())) {
+            (Ok(h), Ok(v)) => headers.push((h, v)),
+            (Err(_), _) => problems.add(header_path, "not a valid header name"),
+            (_, Err(_)) => problems.add(header_path, "not a valid header value"),
+        }
+    }
+
+    let timeout = positive_ms(&format!("{path}.timeout_ms"), raw.timeout_ms, DEFAULT_UPSTREAM_TIMEOUT_MS, problems);
+    let connect_timeout = positive_ms(
+        &format!("{path}.connect_timeout_ms"),
+        raw.connect_timeout_ms,
+        DEFAULT_CONNECT_TIMEOUT_MS,
+        problems,
+    );
+    let first_byte_timeout = positive_ms(
+        &format!("{path}.first_byte_timeout_ms"),
+        raw.first_byte_timeout_ms,
+        DEFAULT_FIRST_BYTE_TIMEOUT_MS,
+        problems,
+    );
+
+    Some(UpstreamConfig {
+        name: name.to_string(),
+        tier: tier?,
+        kind: kind?,
+        base_url: base_url?,
+        api_key_env,
+        api_key,
+        headers,
+        timeout,
+        connect_timeout,
+        first_byte_timeout,
+    })
+}

@@ -1,0 +1,228 @@
+//! Every error a client can get, as one type with one status mapping and one writer of
+//! the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
+
+use std::time::Duration;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::header::CONTENT_TYPE;
+use http::{HeaderValue, StatusCode};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::upstream::{Failure, UpstreamError};
+
+#[derive(Debug)]
+pub enum ApiError {
+    /// 400: the request is malformed; `param` names the field when one is at fault.
+    InvalidRequest { message: String, param: Option<String> },
+    /// 415: the body is not declared as JSON.
+    UnsupportedMediaType { got: String },
+    /// 413: the body exceeds `server.body_limit_bytes`.
+    PayloadTooLarge,
+    /// 404: `model` names neither a task nor a model alias.
+    ModelNotFound { name: String, known: Vec<String> },
+    /// 404: no such endpoint.
+    UnknownUrl { method: String, path: String },
+    /// 405: the endpoint exists, the method does not.
+    MethodNotAllowed { method: String, path: String },
+    /// 504: the request exceeded `server.request_timeout_ms`.
+    RequestTimeout(Duration),
+    /// An upstream's own 4xx, passed on with its status and message.
+    Refused(Box<Refusal>),
+    /// 502/503/504: no step produced an answer. `message` lists every step.
+    Exhausted { status: StatusCode, code: &'static str, message: String },
+    /// 500: a bug in tierwise (e.g. a caught panic).
+    Internal(String),
+}
+
+/// An upstream's 4xx as tierwise passes it on.
+#[derive(Debug)]
+pub struct Refusal {
+    pub status: StatusCode,
+    pub upstream: String,
+    pub message: String,
+    pub kind: Option<String>,
+    pub param: Option<Value>,
+    pub code: Option<Value>,
+}
+
+#[derive(Serialize)]
+struct Envelope<'a> {
+    error: Body<'a>,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    message: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    param: Option<Value>,
+    code: Option<Value>,
+}
+
+impl ApiError {
+    pub fn invalid(message: impl Into<String>, param: Option<String>) -> Self {
+        ApiError::InvalidRequest { message: message.into(), param }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ModelNotFound { .. } | ApiError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::Refused(r) => r.status,
+            ApiError::Exhausted { status, .. } => *status,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// From an upstream's 4xx: keeps its status, type, param and code; prefixes its
+    /// message with the upstream's name and removes `key` from it.
+    pub fn refused(err: &UpstreamError, key: Option<&str>) -> Self {
+        let Failure::Status { status, body } = &err.failure else {
+            return ApiError::Exhausted {
+                status: StatusCode::BAD_GATEWAY,
+                code: "upstream_error",
+                message: err.to_string(),
+            };
+        };
+        let parsed: Option<Value> = serde_json::from_slice(body).ok();
+        let inner = parsed.as_ref().and_then(|v| v.get("error")).filter(|e| e.is_object());
+        let field = |name: &str| inner.and_then(|e| e.get(name)).filter(|v| !v.is_null()).cloned();
+        let mut message = crate::upstream::body_excerpt(body);
+        if let Some(key) = key.filter(|k| k.len() >= 8) {
+            message = message.replace(key, "[redacted]");
+        }
+        ApiError::Refused(Box::new(Refusal {
+            status: *status,
+            upstream: err.upstream.clone(),
+            message,
+            kind: field("type").and_then(|t| t.as_str().map(str::to_string)),
+            param: field("param"),
+            code: field("code"),
+        }))
+    }
+
+    fn kind(&self) -> &str {
+        match self {
+            ApiError::InvalidRequest { .. }
+            | ApiError::UnsupportedMediaType { .. }
+            | ApiError::PayloadTooLarge
+            | ApiError::ModelNotFound { .. }
+            | ApiError::UnknownUrl { .. }
+            | ApiError::MethodNotAllowed { .. } => "invalid_request_error",
+            ApiError::RequestTimeout(_) => "timeout_error",
+            ApiError::Refused(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
+            ApiError::Exhausted { .. } => "upstream_error",
+            ApiError::Internal(_) => "server_error",
+        }
+    }
+
+    fn message(&self) -> String {
+        match self {
+            ApiError::InvalidRequest { message, .. } => message.clone(),
+            ApiError::UnsupportedMediaType { got } => {
+                let got = if got.is_empty() { "none".to_string() } else { format!("\"{got}\"") };
+                format!("Content-Type must be application/json (got {got})")
+            }
+            ApiError::PayloadTooLarge => {
+                "the request body is larger than this server accepts (server.body_limit_bytes)".into()
+            }
+            ApiError::ModelNotFound { name, known } => format!(
+                "The model `{name}` does not exist: it is neither a tierwise task nor a model alias. Known: {}",
+                if known.is_empty() { "(none)".to_string() } else { known.join(", ") }
+            ),
+            ApiError::UnknownUrl { method, path } => format!("Unknown request URL: {method} {path}."),
+            ApiError::MethodNotAllowed { method, path } => format!("Method {method} is not allowed on {path}."),
+            ApiError::RequestTimeout(after) => {
+                format!("the request did not complete within {} ms (server.request_timeout_ms)", after.as_millis())
+            }
+            ApiError::Refused(r) => format!("upstream \"{}\": {}", r.upstream, r.message),
+            ApiError::Exhausted { message, .. } => message.clone(),
+            ApiError::Internal(message) => message.clone(),
+        }
+    }
+
+    fn param(&self) -> Option<Value> {
+        match self {
+            ApiError::InvalidRequest { param, .. } => param.clone().map(Value::String),
+            ApiError::ModelNotFound { .. } => Some(Value::String("model".into())),
+            ApiError::Refused(r) => r.param.clone(),
+            _ => None,
+        }
+    }
+
+    fn code(&self) -> Option<Value> {
+        let code = match self {
+            ApiError::InvalidRequest { .. } => return None,
+            ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
+            ApiError::PayloadTooLarge => "request_too_large",
+            ApiError::ModelNotFound { .. } => "model_not_found",
+            ApiError::UnknownUrl { .. } => "unknown_url",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::Refused(r) => return r.code.clone(),
+            ApiError::Exhausted { code, .. } => code,
+            ApiError::Internal(_) => "internal_error",
+        };
+        Some(Value::String(code.into()))
+    }
+
+    /// The envelope as bytes (also used for SSE error events).
+    pub fn envelope(&self) -> Bytes {
+        let message = self.message();
+        let envelope =
+            Envelope { error: Body { message: &message, kind: self.kind(), param: self.param(), code: self.code() } };
+        // Serializing strings and JSON values cannot fail.
+        Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status(), self.envelope()).into_response();
+        response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstream::UpstreamError;
+
+    fn json(err: &ApiError) -> Value {
+        serde_json::from_slice(&err.envelope()).unwrap()
+    }
+
+    #[test]
+    fn writes_the_openai_envelope() {
+        let err = ApiError::ModelNotFound { name: "gpt-9".into(), known: vec!["chat".into(), "smollm2".into()] };
+        let body = json(&err);
+        assert_eq!(err.status(), StatusCode::NOT_FOUND);
+        assert_eq!(body["error"]["type"], "invalid_request_error");
+        assert_eq!(body["error"]["code"], "model_not_found");
+        assert_eq!(body["error"]["param"], "model");
+        assert!(body["error"]["message"].as_str().unwrap().contains("chat, smollm2"));
+    }
+
+    #[test]
+    fn passes_an_upstream_refusal_on_without_its_key() {
+        let upstream_body = r#"{"error":{"message":"Incorrect API key provided: sk-secret-123456.","type":"invalid_request_error","param":null,"code":"invalid_api_key"}}"#;
+        let err = UpstreamError::new(
+            "openai",
+            Failure::Status { status: StatusCode::UNAUTHORIZED, body: Bytes::from(upstream_body) },
+        );
+        let api = ApiError::refused(&err, Some("sk-secret-123456"));
+        let body = json(&api);
+        assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(body["error"]["code"], "invalid_api_key");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(message.starts_with("upstream \"openai\": Incorrect API key"), "{message}");
+        assert!(!message.contains("sk-secret"), "{message}");
+    }
+}

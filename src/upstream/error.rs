@@ -1,0 +1,122 @@
+//! What went wrong with an upstream call: who failed, and whether the next step should
+//! be tried, as fields rather than in the message.
+
+use std::fmt;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::StatusCode;
+
+#[derive(Debug)]
+pub struct UpstreamError {
+    /// The upstream's config name (never its URL's credentials or its key).
+    pub upstream: String,
+    pub failure: Failure,
+}
+
+#[derive(Debug)]
+pub enum Failure {
+    /// Could not connect or send: refused, DNS, TLS, reset before an answer.
+    Connect(String),
+    /// No answer in time.
+    Timeout { phase: TimeoutPhase, after: Duration },
+    /// A non-2xx answer, with its body (bounded).
+    Status { status: StatusCode, body: Bytes },
+    /// A 2xx answer that is not what the protocol says: not JSON, wrong content type,
+    /// an empty stream.
+    Protocol(String),
+    /// The stream broke after its first event reached the client.
+    MidStream(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutPhase {
+    /// Response headers and first body bytes (`first_byte_timeout_ms`).
+    FirstByte,
+    /// The whole call (`timeout_ms`).
+    Total,
+}
+
+impl UpstreamError {
+    pub fn new(upstream: &str, failure: Failure) -> Self {
+        UpstreamError { upstream: upstream.to_string(), failure }
+    }
+
+    /// Whether the run loop should go on to the next step. A 4xx is the request's own
+    /// fault and would fail the same way elsewhere, so it goes back to the client.
+    pub fn escalates(&self) -> bool {
+        match &self.failure {
+            Failure::Connect(_) | Failure::Timeout { .. } | Failure::Protocol(_) => true,
+            Failure::Status { status, .. } => status.is_server_error(),
+            Failure::MidStream(_) => false,
+        }
+    }
+
+    pub fn is_timeout(&self) -> bool {
+        matches!(self.failure, Failure::Timeout { .. })
+    }
+
+    /// The upstream's 4xx, if that is what this is.
+    pub fn client_status(&self) -> Option<StatusCode> {
+        match &self.failure {
+            Failure::Status { status, .. } if status.is_client_error() => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// A short reason for the trail and metrics.
+    pub fn short(&self) -> String {
+        match &self.failure {
+            Failure::Connect(msg) => format!("unreachable: {msg}"),
+            Failure::Timeout { phase: TimeoutPhase::FirstByte, after } => {
+                format!("no first byte within {} ms", after.as_millis())
+            }
+            Failure::Timeout { phase: TimeoutPhase::Total, after } => {
+                format!("timed out after {} ms", after.as_millis())
+            }
+            Failure::Status { status, body } => {
+                format!("answered {}: {}", status.as_u16(), body_excerpt(body))
+            }
+            Failure::Protocol(msg) => format!("bad answer: {msg}"),
+            Failure::MidStream(msg) => format!("stream broke: {msg}"),
+        }
+    }
+}
+
+impl fmt::Display for UpstreamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "upstream \"{}\" {}", self.upstream, self.short())
+    }
+}
+
+impl std::error::Error for UpstreamError {}
+
+/// The error message inside an upstream's error body, or its first bytes.
+pub fn body_excerpt(body: &[u8]) -> String {
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let message = parsed.as_ref().and_then(|v| {
+        v.pointer("/error/message").or_else(|| v.get("message")).or_else(|| v.get("error")).and_then(|m| m.as_str())
+    });
+    match message {
+        Some(m) => truncate(m, 300),
+        None => truncate(&String::from_utf8_lossy(body), 300),
+    }
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_string(),
+    }
+}
+
+/// The innermost cause of a reqwest error, without its URL (which may carry a query key).
+pub fn describe(err: &reqwest::Error) -> String {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    let mut deepest = None;
+    while let Some(s) = source {
+        deepest = Some(s.to_string());
+        source = s.source();
+    }
+    deepest.unwrap_or_else(|| "request failed".to_string())
+}

@@ -1,0 +1,219 @@
+//! Calling upstreams: one pooled HTTP client per upstream, with the connect, first-byte
+//! and total timeouts from its config. Answers come back whole (JSON) or as a stream of
+//! whole SSE events whose first event has already arrived.
+
+mod error;
+pub mod sse;
+mod stream;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::header::{AUTHORIZATION, CONTENT_TYPE};
+use http::{HeaderMap, HeaderValue};
+use serde::de::IgnoredAny;
+use serde::Deserialize;
+
+use crate::config::{Config, UpstreamConfig};
+
+pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
+pub use stream::EventStream;
+
+/// Largest error or JSON body read from an upstream.
+const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// An upstream's answer to a chat completion.
+pub enum Reply {
+    /// A complete `chat.completion` JSON body, checked to be one.
+    Json(Bytes),
+    /// An SSE stream; `first` holds its first whole event(s).
+    Stream { first: Bytes, rest: EventStream },
+}
+
+/// One configured upstream and its connection pool.
+pub struct Upstream {
+    pub config: UpstreamConfig,
+    chat_url: reqwest::Url,
+    /// Pooled connections, shared by every request to this upstream.
+    http: reqwest::Client,
+    headers: HeaderMap,
+}
+
+/// Every upstream of a config, by name.
+pub struct Upstreams {
+    by_name: HashMap<String, Arc<Upstream>>,
+}
+
+impl Upstreams {
+    pub fn from_config(config: &Config) -> Result<Self, String> {
+        let mut by_name = HashMap::new();
+        for (name, up) in &config.upstreams {
+            by_name.insert(name.clone(), Arc::new(Upstream::new(up.clone())?));
+        }
+        Ok(Upstreams { by_name })
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
+        self.by_name.get(name)
+    }
+}
+
+/// The part of a completion body checked before it is passed on.
+#[derive(Deserialize)]
+struct CompletionShape {
+    #[allow(dead_code)]
+    choices: Vec<IgnoredAny>,
+}
+
+impl Upstream {
+    pub fn new(config: UpstreamConfig) -> Result<Self, String> {
+        install_crypto_provider();
+        let chat_url = join_url(&config.base_url, "chat/completions")?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.timeout)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| format!("upstream \"{}\": cannot build HTTP client: {e}", config.name))?;
+        let mut headers = HeaderMap::new();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        for (name, value) in &config.headers {
+            headers.insert(name.clone(), value.clone());
+        }
+        if let Some(key) = &config.api_key {
+            let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
+                .map_err(|_| format!("upstream \"{}\": the API key is not a valid header value", config.name))?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        Ok(Upstream { config, chat_url, http, headers })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Why this upstream cannot be called at all right now, if it cannot.
+    pub fn unavailable(&self) -> Option<String> {
+        match (&self.config.api_key_env, &self.config.api_key) {
+            (Some(var), None) => Some(format!("its API key env var {var} is not set")),
+            _ => None,
+        }
+    }
+
+    /// Sends one chat completion. A stream is returned only once its first event has
+    /// arrived, so a failure before the first byte can still go to the next step.
+    pub async fn chat(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
+        let first_byte = self.config.first_byte_timeout;
+        let timed_out = || self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte });
+        let request = self.http.post(self.chat_url.clone()).headers(self.headers.clone()).body(body);
+
+        let response = tokio::time::timeout(first_byte, request.send())
+            .await
+            .map_err(|_| timed_out())?
+            .map_err(|e| self.transport(&e))?;
+        let status = response.status();
+        if !status.is_success() {
+            let body = self.read_body(response).await.unwrap_or_default();
+            return Err(self.fail(Failure::Status { status, body }));
+        }
+        if !stream {
+            let body = self.read_body(response).await?;
+            if let Err(err) = serde_json::from_slice::<CompletionShape>(&body) {
+                return Err(self.fail(Failure::Protocol(format!("not a chat completion ({err})"))));
+            }
+            return Ok(Reply::Json(body));
+        }
+        let is_sse = response
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with("text/event-stream"));
+        if !is_sse {
+            return Err(
+                self.fail(Failure::Protocol("a stream was asked for but the answer is not text/event-stream".into()))
+            );
+        }
+        let mut rest = EventStream::new(self.name(), response.bytes_stream().boxed());
+        match tokio::time::timeout(first_byte, rest.next()).await {
+            Err(_) => Err(timed_out()),
+            Ok(None) => Err(self.fail(Failure::Protocol("the stream ended before its first event".into()))),
+            Ok(Some(Err(mut err))) => {
+                // Nothing reached the client yet: the next step may still answer.
+                if let Failure::MidStream(msg) = err.failure {
+                    err.failure = Failure::Connect(msg);
+                }
+                Err(err)
+            }
+            Ok(Some(Ok(first))) => Ok(Reply::Stream { first, rest }),
+        }
+    }
+
+    async fn read_body(&self, response: reqwest::Response) -> Result<Bytes, UpstreamError> {
+        if response.content_length().is_some_and(|len| len > MAX_BODY_BYTES as u64) {
+            return Err(self.fail(Failure::Protocol(format!("body larger than {MAX_BODY_BYTES} bytes"))));
+        }
+        let mut body = Vec::new();
+        let mut chunks = response.bytes_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| self.transport(&e))?;
+            if body.len() + chunk.len() > MAX_BODY_BYTES {
+                return Err(self.fail(Failure::Protocol(format!("body larger than {MAX_BODY_BYTES} bytes"))));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Bytes::from(body))
+    }
+
+    fn transport(&self, err: &reqwest::Error) -> UpstreamError {
+        if err.is_timeout() {
+            self.fail(Failure::Timeout { phase: TimeoutPhase::Total, after: self.config.timeout })
+        } else {
+            self.fail(Failure::Connect(error::describe(err)))
+        }
+    }
+
+    fn fail(&self, failure: Failure) -> UpstreamError {
+        UpstreamError::new(self.name(), failure)
+    }
+}
+
+/// rustls needs one process-wide crypto provider; `ring` builds fast and small.
+pub fn install_crypto_provider() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // Fails only if another provider is installed already, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+}
+
+/// `base` + `path`, keeping the base's own path (`/v1`) and query.
+fn join_url(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+    let mut url = base.clone();
+    let joined = format!("{}/{}", base.path().trim_end_matches('/'), path);
+    url.set_path(&joined);
+    if url.cannot_be_a_base() {
+        return Err(format!("{base} cannot be a base URL"));
+    }
+    Ok(url)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn joins_under_the_base_path() {
+        let base = reqwest::Url::parse("http://127.0.0.1:8080/v1/").unwrap();
+        assert_eq!(join_url(&base, "chat/completions").unwrap().as_str(), "http://127.0.0.1:8080/v1/chat/completions");
+        let with_query = reqwest::Url::parse("https://x.example/openai/v1?api-version=2024").unwrap();
+        assert_eq!(
+            join_url(&with_query, "chat/completions").unwrap().as_str(),
+            "https://x.example/openai/v1/chat/completions?api-version=2024"
+        );
+    }
+}

@@ -1,0 +1,11 @@
+//! The one integration test binary: tierwise on 127.0.0.1:0 against real HTTP upstreams
+//! on 127.0.0.1:0 (doubles serving recorded bodies, and the real local LLM).
+
+mod support;
+
+mod chain;
+mod edge;
+mod errors;
+// mod llm;
+// mod sdk;
+mod streaming;

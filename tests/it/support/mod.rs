@@ -1,0 +1,107 @@
+//! Test support: tierwise itself on 127.0.0.1:0, upstream doubles, the real local LLM.
+
+// pub mod llama;
+pub mod upstream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use tierwise::app::{self, AppState};
+use tierwise::config;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub use upstream::{Behaviour, UpstreamDouble};
+
+pub fn fixtures_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+pub fn fixture(path: &str) -> Bytes {
+    let full = fixtures_dir().join(path);
+    Bytes::from(std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display())))
+}
+
+/// A running tierwise on a free loopback port.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    pub server: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestApp {
+    /// Starts tierwise on `toml`; `env` supplies API-key variables.
+    pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Self {
+        let owned: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |name: &str| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let config = config::load_from_str(toml, &lookup).unwrap_or_else(|e| panic!("test config: {e}"));
+        let state = AppState::new(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app::serve(listener, state, async move {
+            let _ = rx.await;
+        }));
+        TestApp { addr, shutdown: Some(tx), server: Some(server) }
+    }
+
+    pub async fn start(toml: &str) -> Self {
+        Self::start_with_env(toml, &[]).await
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends SIGTERM's equivalent: stop accepting, finish in-flight requests.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
+    /// POSTs a JSON body to `/v1/chat/completions`.
+    pub async fn chat(&self, body: serde_json::Value) -> reqwest::Response {
+        client().post(self.url("/v1/chat/completions")).json(&body).send().await.unwrap()
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    tierwise::upstream::install_crypto_provider();
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+/// A config with one upstream per `(name, tier, base_url)` and a model alias per
+/// upstream named `<name>-model` (sent upstream as `<name>-upstream-model`).
+pub fn config_for(upstreams: &[(&str, &str, &str)], tasks: &[(&str, &[&str])], extra: &str) -> String {
+    let mut toml = String::new();
+    for (name, tier, base_url) in upstreams {
+        toml.push_str(&format!(
+            "[upstreams.{name}]\ntier = \"{tier}\"\nbase_url = \"{base_url}\"\nfirst_byte_timeout_ms = 2000\n\n[models.{name}-model]\nupstream = \"{name}\"\nname = \"{name}-upstream-model\"\n\n"
+        ));
+    }
+    for (task, chain) in tasks {
+        let chain: Vec<String> = chain.iter().map(|m| format!("\"{m}\"")).collect();
+        toml.push_str(&format!("[tasks.\"{task}\"]\nchain = [{}]\n\n", chain.join(", ")));
+    }
+    toml.push_str(extra);
+    toml
+}
+
+/// A chat request body.
+pub fn chat_body(model: &str) -> serde_json::Value {
+    serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Say hello."}]})
+}
+
+/// A loopback address nothing listens on.
+pub async fn dead_address() -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    addr
+}
+
+pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
+    response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+}

@@ -1,0 +1,178 @@
+//! An upstream double: a real HTTP server on 127.0.0.1:0 that serves recorded OpenAI
+//! bodies, can fail, stall or cut a stream, and records every request it receives.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::post;
+use axum::Router;
+use bytes::Bytes;
+use futures_util::stream;
+use serde_json::Value;
+use tokio::sync::Notify;
+
+/// What the double does with the next request.
+#[derive(Clone, Debug)]
+pub enum Behaviour {
+    /// 200 with this JSON body.
+    Json(Bytes),
+    /// 200 `text/event-stream`: these SSE bytes, one event per write, `gap` apart; with
+    /// `cut_after`, the connection breaks after that many events.
+    Sse { body: Bytes, gap: Duration, cut_after: Option<usize> },
+    /// This status and body (JSON).
+    Status(u16, Bytes),
+    /// 200 with a body and content type of the test's choosing (garbage).
+    Raw { content_type: &'static str, body: Bytes },
+    /// Accept the request and never answer.
+    Stall,
+}
+
+impl Behaviour {
+    pub fn json(fixture_path: &str) -> Self {
+        Behaviour::Json(super::fixture(fixture_path))
+    }
+
+    pub fn sse(fixture_path: &str) -> Self {
+        Behaviour::Sse { body: super::fixture(fixture_path), gap: Duration::ZERO, cut_after: None }
+    }
+
+    pub fn status(code: u16, fixture_path: &str) -> Self {
+        Behaviour::Status(code, super::fixture(fixture_path))
+    }
+}
+
+/// One request as the double received it.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub headers: HeaderMap,
+    pub body: Value,
+}
+
+struct Shared {
+    /// What every request gets.
+    behaviour: Behaviour,
+    received: Mutex<Vec<Received>>,
+    /// SSE bodies dropped before their last event was sent: the client went away.
+    abandoned_streams: AtomicUsize,
+    abandoned: Notify,
+}
+
+pub struct UpstreamDouble {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+}
+
+impl UpstreamDouble {
+    pub async fn start(behaviour: Behaviour) -> Self {
+        let shared = Arc::new(Shared {
+            behaviour,
+            received: Mutex::new(Vec::new()),
+            abandoned_streams: AtomicUsize::new(0),
+            abandoned: Notify::new(),
+        });
+        let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        UpstreamDouble { addr, shared }
+    }
+
+    /// The `base_url` to put in tierwise's config.
+    pub fn base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.shared.received.lock().unwrap().len()
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared.received.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until a stream was dropped before it finished.
+    pub async fn wait_abandoned_stream(&self, within: Duration) -> bool {
+        let wait = async {
+            while self.shared.abandoned_streams.load(Ordering::SeqCst) == 0 {
+                let notified = self.shared.abandoned.notified();
+                if self.shared.abandoned_streams.load(Ordering::SeqCst) > 0 {
+                    break;
+                }
+                notified.await;
+            }
+        };
+        tokio::time::timeout(within, wait).await.is_ok()
+    }
+}
+
+/// Counts a stream as abandoned if dropped before its last event.
+struct StreamGuard {
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.shared.abandoned_streams.fetch_add(1, Ordering::SeqCst);
+            self.shared.abandoned.notify_waiters();
+        }
+    }
+}
+
+async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    shared.received.lock().unwrap().push(Received { headers, body });
+    let behaviour = shared.behaviour.clone();
+    match behaviour {
+        Behaviour::Json(body) => with_type(StatusCode::OK, "application/json", Body::from(body)),
+        Behaviour::Status(code, body) => {
+            with_type(StatusCode::from_u16(code).unwrap(), "application/json", Body::from(body))
+        }
+        Behaviour::Raw { content_type, body } => with_type(StatusCode::OK, content_type, Body::from(body)),
+        Behaviour::Stall => {
+            std::future::pending::<()>().await;
+            unreachable!()
+        }
+        Behaviour::Sse { body, gap, cut_after } => {
+            let events = split_events(&body);
+            let total = events.len();
+            let guard = StreamGuard { shared: shared.clone(), finished: false };
+            let body =
+                stream::unfold((events.into_iter(), 0usize, guard), move |(mut events, sent, mut guard)| async move {
+                    if cut_after == Some(sent) {
+                        // Breaking the body makes hyper abort the connection mid-stream,
+                        // dropping what it has not flushed yet: let it flush first.
+                        tokio::time::sleep(Duration::from_millis(30)).await;
+                        guard.finished = true;
+                        return Some((Err(std::io::Error::other("cut")), (events, sent, guard)));
+                    }
+                    let event = events.next()?;
+                    if sent > 0 && !gap.is_zero() {
+                        tokio::time::sleep(gap).await;
+                    }
+                    if sent + 1 == total {
+                        guard.finished = true;
+                    }
+                    Some((Ok::<Bytes, std::io::Error>(event), (events, sent + 1, guard)))
+                });
+            with_type(StatusCode::OK, "text/event-stream", Body::from_stream(body))
+        }
+    }
+}
+
+fn with_type(status: StatusCode, content_type: &'static str, body: Body) -> Response {
+    Response::builder().status(status).header("content-type", content_type).body(body).unwrap()
+}
+
+/// Splits SSE bytes into events, each keeping its trailing blank line.
+pub fn split_events(body: &[u8]) -> Vec<Bytes> {
+    let text = std::str::from_utf8(body).unwrap();
+    text.split_inclusive("\n\n").map(|e| Bytes::copy_from_slice(e.as_bytes())).collect()
+}
