@@ -7,6 +7,9 @@ mod load;
 pub mod raw;
 mod validate;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;

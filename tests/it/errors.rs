@@ -117,3 +117,16 @@ async fn unknown_paths_and_methods_answer_in_the_envelope() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
+
+#[tokio::test]
+async fn the_request_deadline_is_a_504_in_the_envelope() {
+    let up = UpstreamDouble::start(Behaviour::Stall).await;
+    let toml = config_for(&[("slow", "local", &up.base_url())], &[], "[server]\nrequest_timeout_ms = 300\n")
+        .replace("first_byte_timeout_ms = 2000", "first_byte_timeout_ms = 60000");
+    let app = TestApp::start(&toml).await;
+    let response = app.chat(chat_body("slow-model")).await;
+    assert_eq!(response.status(), 504);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "request_timeout");
+    assert!(body["error"]["message"].as_str().unwrap().contains("300 ms"));
+}

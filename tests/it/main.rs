@@ -4,8 +4,9 @@
 mod support;
 
 mod chain;
+mod cli;
 mod edge;
 mod errors;
-// mod llm;
-// mod sdk;
+mod llm;
+mod sdk;
 mod streaming;

@@ -1,6 +1,6 @@
 //! Test support: tierwise itself on 127.0.0.1:0, upstream doubles, the real local LLM.
 
-// pub mod llama;
+pub mod llama;
 pub mod upstream;
 
 use std::net::SocketAddr;

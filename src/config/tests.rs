@@ -1,0 +1,172 @@
+// figment::Jail dictates the closure type, whose error (figment::Error) is large.
+#![allow(clippy::result_large_err)]
+
+use std::path::Path;
+
+use figment::Jail;
+
+use super::*;
+
+fn env(jail_env: &str) -> Option<String> {
+    std::env::var(jail_env).ok()
+}
+
+fn problems_of(toml: &str) -> Vec<Problem> {
+    match load_from_str(toml, &|_| None) {
+        Err(ConfigError::Invalid { problems, .. }) => problems,
+        Err(other) => panic!("expected validation problems, got: {other}"),
+        Ok(_) => panic!("expected validation problems, the config was accepted"),
+    }
+}
+
+fn paths(problems: &[Problem]) -> Vec<&str> {
+    problems.iter().map(|p| p.path.as_str()).collect()
+}
+
+#[test]
+fn reports_every_problem_at_once_with_paths_and_hints() {
+    let problems = problems_of(
+        r#"
+        [server]
+        listen = "localhost"
+        [upstreams.local]
+        tier = "edge"
+        base_url = "not a url"
+        [upstreams.cloud]
+        base_url = "ftp://example.com"
+        api_key_env = "sk-abc-123"
+        [models]
+        small = { upstream = "lcoal" }
+        big = { upstream = "cloud" }
+        [tasks.chat]
+        chain = ["small", "gtp", "small"]
+        [tasks.empty]
+        chain = []
+        [tasks.big]
+        chain = ["big"]
+        "#,
+    );
+    let found = paths(&problems);
+    for expected in [
+        "server.listen",
+        "upstreams.local.tier",
+        "upstreams.local.base_url",
+        "upstreams.cloud.tier",
+        "upstreams.cloud.base_url",
+        "upstreams.cloud.api_key_env",
+        "models.small.upstream",
+        "tasks.chat.chain[1]",
+        "tasks.chat.chain[2]",
+        "tasks.empty.chain",
+        "tasks.big",
+    ] {
+        assert!(found.contains(&expected), "no problem at {expected}; got {found:?}");
+    }
+    let typo = problems.iter().find(|p| p.path == "models.small.upstream").unwrap();
+    assert_eq!(typo.message, "unknown upstream \"lcoal\"");
+    assert_eq!(typo.hint.as_deref(), Some("known upstreams: cloud, local"));
+    let chain = problems.iter().find(|p| p.path == "tasks.chat.chain[1]").unwrap();
+    assert!(chain.to_string().contains("known models: big, small"), "{chain}");
+}
+
+#[test]
+fn unknown_keys_and_wrong_types_are_errors_naming_the_key() {
+    for (toml, key) in [
+        ("[server]\nlisten_addr = \"127.0.0.1:1\"\n", "listen_addr"),
+        ("[upstreams.a]\ntier = \"local\"\nbase_url = \"http://x/v1\"\ntimeout = 5\n", "timeout"),
+        ("[server]\nbody_limit_bytes = \"big\"\n", "body_limit_bytes"),
+        ("[bogus]\nx = 1\n", "bogus"),
+    ] {
+        match load_from_str(toml, &|_| None) {
+            Err(err @ ConfigError::Syntax { .. }) => assert!(err.to_string().contains(key), "{err}"),
+            Err(other) => panic!("{toml}: expected a syntax error, got {other}"),
+            Ok(_) => panic!("{toml}: accepted"),
+        }
+    }
+}
+
+#[test]
+fn a_file_is_layered_under_environment_variables() {
+    Jail::expect_with(|jail| {
+        jail.create_file(
+            "tierwise.toml",
+            r#"
+            [server]
+            listen = "127.0.0.1:4141"
+            [upstreams.local]
+            tier = "local"
+            base_url = "http://127.0.0.1:8080/v1"
+            [models.small]
+            upstream = "local"
+            [tasks.chat]
+            chain = ["small"]
+            "#,
+        )?;
+        jail.set_env("TIERWISE_SERVER__LISTEN", "0.0.0.0:9999");
+        jail.set_env("TIERWISE_UPSTREAMS__LOCAL__BASE_URL", "http://llama-swap:8080/v1");
+        jail.set_env("TIERWISE_UPSTREAMS__LOCAL__TIMEOUT_MS", "1234");
+        // Not config: the file's own name and a client key variable.
+        jail.set_env("TIERWISE_CONFIG", "tierwise.toml");
+        jail.set_env("TIERWISE_KEY_DE_TEAM", "secret");
+        let config = load(Some(Path::new("tierwise.toml")), &env).map_err(|e| e.to_string())?;
+        assert_eq!(config.server.listen.to_string(), "0.0.0.0:9999");
+        let local = &config.upstreams["local"];
+        assert_eq!(local.base_url.as_str(), "http://llama-swap:8080/v1");
+        assert_eq!(local.timeout.as_millis(), 1234);
+        assert_eq!(config.source, ConfigSource::File("tierwise.toml".into()));
+        Ok(())
+    });
+}
+
+#[test]
+fn a_missing_file_names_its_path() {
+    let err = load(Some(Path::new("/nonexistent/tierwise.toml")), &|_| None).unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/tierwise.toml"), "{err}");
+}
+
+#[test]
+fn without_a_file_the_built_in_default_runs_on_the_local_model() {
+    Jail::expect_with(|_| {
+        let config = load(None, &|_| None).map_err(|e| e.to_string())?;
+        assert_eq!(config.source, ConfigSource::BuiltIn);
+        assert_eq!(config.server.listen.to_string(), "127.0.0.1:4141");
+        assert_eq!(config.upstreams["local"].base_url.as_str(), "http://127.0.0.1:8080/v1");
+        assert_eq!(config.tasks["chat"].chain, vec!["smollm2"]);
+        assert!(!config.upstreams.contains_key("openai"));
+        Ok(())
+    });
+}
+
+#[test]
+fn the_built_in_default_adds_openai_when_its_key_is_set() {
+    let with_key = |name: &str| (name == "OPENAI_API_KEY").then(|| "sk-test-value".to_string());
+    let config = load(None, &with_key).unwrap();
+    assert_eq!(config.tasks["chat"].chain, vec!["smollm2", "gpt"]);
+    let openai = &config.upstreams["openai"];
+    assert_eq!(openai.tier, crate::policy::Tier::Cloud);
+    assert_eq!(openai.api_key.as_ref().map(Secret::expose), Some("sk-test-value"));
+    assert!(!format!("{config:?}").contains("sk-test-value"), "Debug must not show keys");
+    assert!(!config.summary().contains("sk-test-value"));
+}
+
+#[test]
+fn defaults_fill_what_the_file_leaves_out() {
+    let config = load_from_str(
+        "[upstreams.a]\ntier = \"server\"\nbase_url = \"http://gpu.lan:8000/v1\"\n[models.m]\nupstream = \"a\"\n",
+        &|_| None,
+    )
+    .unwrap();
+    assert_eq!(config.server.body_limit_bytes, 16 * 1024 * 1024);
+    assert_eq!(config.server.shutdown_grace.as_millis(), 30_000);
+    let a = &config.upstreams["a"];
+    assert_eq!((a.connect_timeout.as_millis(), a.first_byte_timeout.as_millis()), (2_000, 120_000));
+    assert_eq!(config.models["m"].name, "m", "the upstream name defaults to the alias");
+}
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/tierwise.toml");
+    let config = load(Some(&path), &|_| None).unwrap_or_else(|e| panic!("{e}"));
+    assert!(config.tasks.contains_key("companion.chat"));
+    assert!(config.summary().contains("OPENAI_API_KEY (NOT SET"));
+}
