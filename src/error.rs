@@ -18,6 +18,10 @@ pub enum ApiError {
     InvalidRequest { message: String, param: Option<String> },
     /// 415: the body is not declared as JSON.
     UnsupportedMediaType { got: String },
+    /// 401: `auth.required` and no (known) client key.
+    Unauthorized(String),
+    /// 403: policy forbids the request (`tier_too_low`, `privacy_blocked`, admin only).
+    Forbidden { code: &'static str, message: String },
     /// 413: the body exceeds `server.body_limit_bytes`.
     PayloadTooLarge,
     /// 404: `model` names neither a task nor a model alias.
@@ -30,8 +34,9 @@ pub enum ApiError {
     RequestTimeout(Duration),
     /// An upstream's own 4xx, passed on with its status and message.
     Refused(Box<Refusal>),
-    /// 502/503/504: no step produced an answer. `message` lists every step.
-    Exhausted { status: StatusCode, code: &'static str, message: String },
+    /// 502/503/504: no step produced an answer. `message` lists every step;
+    /// `skipped` has the same, machine-readable.
+    Exhausted { status: StatusCode, code: &'static str, message: String, skipped: Option<Value> },
     /// 500: a bug in tierwise (e.g. a caught panic).
     Internal(String),
 }
@@ -59,6 +64,8 @@ struct Body<'a> {
     kind: &'a str,
     param: Option<Value>,
     code: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    skipped: Option<&'a Value>,
 }
 
 impl ApiError {
@@ -71,6 +78,8 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden { .. } => StatusCode::FORBIDDEN,
             ApiError::ModelNotFound { .. } | ApiError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -88,6 +97,7 @@ impl ApiError {
                 status: StatusCode::BAD_GATEWAY,
                 code: "upstream_error",
                 message: err.to_string(),
+                skipped: None,
             };
         };
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
@@ -114,7 +124,9 @@ impl ApiError {
             | ApiError::PayloadTooLarge
             | ApiError::ModelNotFound { .. }
             | ApiError::UnknownUrl { .. }
-            | ApiError::MethodNotAllowed { .. } => "invalid_request_error",
+            | ApiError::MethodNotAllowed { .. }
+            | ApiError::Unauthorized(_) => "invalid_request_error",
+            ApiError::Forbidden { .. } => "permission_error",
             ApiError::RequestTimeout(_) => "timeout_error",
             ApiError::Refused(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
             ApiError::Exhausted { .. } => "upstream_error",
@@ -129,6 +141,8 @@ impl ApiError {
                 let got = if got.is_empty() { "none".to_string() } else { format!("\"{got}\"") };
                 format!("Content-Type must be application/json (got {got})")
             }
+            ApiError::Unauthorized(message) => message.clone(),
+            ApiError::Forbidden { message, .. } => message.clone(),
             ApiError::PayloadTooLarge => {
                 "the request body is larger than this server accepts (server.body_limit_bytes)".into()
             }
@@ -161,6 +175,8 @@ impl ApiError {
             ApiError::InvalidRequest { .. } => return None,
             ApiError::UnsupportedMediaType { .. } => "unsupported_media_type",
             ApiError::PayloadTooLarge => "request_too_large",
+            ApiError::Unauthorized(_) => "invalid_api_key",
+            ApiError::Forbidden { code, .. } => code,
             ApiError::ModelNotFound { .. } => "model_not_found",
             ApiError::UnknownUrl { .. } => "unknown_url",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
@@ -175,8 +191,13 @@ impl ApiError {
     /// The envelope as bytes (also used for SSE error events).
     pub fn envelope(&self) -> Bytes {
         let message = self.message();
-        let envelope =
-            Envelope { error: Body { message: &message, kind: self.kind(), param: self.param(), code: self.code() } };
+        let skipped = match self {
+            ApiError::Exhausted { skipped, .. } => skipped.as_ref(),
+            _ => None,
+        };
+        let envelope = Envelope {
+            error: Body { message: &message, kind: self.kind(), param: self.param(), code: self.code(), skipped },
+        };
         // Serializing strings and JSON values cannot fail.
         Bytes::from(serde_json::to_vec(&envelope).unwrap_or_default())
     }

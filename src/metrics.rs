@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
 
 use crate::escalate::{Event, Trail};
+use crate::policy::SkipReason;
 
 /// Seconds; LLM calls range from milliseconds to minutes.
 const LATENCY_BUCKETS: &[f64] =
@@ -19,6 +20,7 @@ pub struct Metrics {
     request_duration: HistogramVec,
     attempts: IntCounterVec,
     skips: IntCounterVec,
+    privacy_blocked: IntCounterVec,
     in_flight: IntGauge,
 }
 
@@ -72,13 +74,18 @@ impl Metrics {
             Opts::new("tierwise_skips_total", "Steps skipped without a call, by task, tier and reason"),
             &["task", "tier", "reason"],
         )?;
+        let privacy_blocked = IntCounterVec::new(
+            Opts::new("tierwise_privacy_blocked_total", "Requests refused by the tier policy, by task and reason"),
+            &["task", "reason"],
+        )?;
         let in_flight = IntGauge::new("tierwise_in_flight_requests", "Chat completion requests being handled")?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(skips.clone()))?;
+        registry.register(Box::new(privacy_blocked.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        Ok(Metrics { registry, requests, request_duration, attempts, skips, in_flight })
+        Ok(Metrics { registry, requests, request_duration, attempts, skips, privacy_blocked, in_flight })
     }
 
     pub fn request_started(&self) -> InFlight {
@@ -97,10 +104,20 @@ impl Metrics {
                     self.attempts.with_label_values(&[task, a.tier.as_str(), &a.model, a.verdict.as_str()]).inc();
                 }
                 Event::Skip(s) => {
-                    self.skips.with_label_values(&[task, s.tier.as_str(), s.reason.as_str()]).inc();
+                    let reason = s.why.reason();
+                    self.skips.with_label_values(&[task, s.tier.as_str(), reason.as_str()]).inc();
+                    if reason == SkipReason::Privacy {
+                        self.privacy_blocked.with_label_values(&[task, reason.as_str()]).inc();
+                    }
                 }
             }
         }
+    }
+
+    /// The policy refused the request before any step (`tier_too_low`, `privacy_blocked`).
+    pub fn request_refused(&self, task: &str, code: &'static str) {
+        self.requests.with_label_values(&[task, "none", "refused"]).inc();
+        self.privacy_blocked.with_label_values(&[task, code]).inc();
     }
 
     /// The text exposition format.
@@ -115,8 +132,8 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::escalate::{SkipReason, Verdict};
-    use crate::policy::{Step, Tier};
+    use crate::escalate::Verdict;
+    use crate::policy::{Step, Tier, Why};
 
     #[test]
     fn a_finished_request_emits_its_labels() {
@@ -129,7 +146,7 @@ mod tests {
             tier,
         };
         let mut trail = Trail::default();
-        trail.skip(&step(Tier::Cloud, "gpt"), SkipReason::NotAvailable, "no key".into());
+        trail.skip(&step(Tier::Cloud, "gpt"), Why::MissingKey { env: "K".into(), upstream: "u".into() });
         trail.attempt(&step(Tier::Local, "small"), Duration::from_millis(5), Verdict::Accept, None);
         metrics.request_finished("chat", &trail, Some("local"), Outcome::Answered, Duration::from_millis(6));
         let text = String::from_utf8(metrics.encode()).unwrap();

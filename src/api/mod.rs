@@ -1,9 +1,11 @@
 //! HTTP handlers: they translate HTTP ⇄ domain and nothing else.
 
+pub mod auth;
 pub mod chat;
 pub mod extract;
 pub mod health;
 pub mod models;
+pub mod replay;
 pub mod wire;
 
 use axum::extract::Request;

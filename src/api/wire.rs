@@ -92,9 +92,73 @@ struct Outgoing<'a> {
     rest: &'a Map<String, Value>,
 }
 
+/// A field that must be a string is not.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NotAString;
+
+/// Where a piece of message text sits, for messages a person reads.
+#[derive(Debug, Clone, Copy)]
+pub enum TextAt {
+    Content(usize),
+    Part(usize, usize),
+    ToolArguments(usize, usize),
+}
+
+impl fmt::Display for TextAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TextAt::Content(m) => write!(f, "messages[{m}].content"),
+            TextAt::Part(m, p) => write!(f, "messages[{m}].content[{p}].text"),
+            TextAt::ToolArguments(m, c) => write!(f, "messages[{m}].tool_calls[{c}].function.arguments"),
+        }
+    }
+}
+
 impl ChatRequest {
     pub fn is_stream(&self) -> bool {
         self.stream == Some(true)
+    }
+
+    /// Whether the client asked for the final usage chunk of a stream.
+    pub fn include_usage(&self) -> bool {
+        self.rest.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true)
+    }
+
+    /// Every piece of text in the messages: contents, text parts, tool-call arguments.
+    pub fn texts(&self) -> impl Iterator<Item = (TextAt, &str)> {
+        self.messages.iter().enumerate().flat_map(|(m, message)| {
+            let content: Vec<(TextAt, &str)> = match &message.content {
+                Some(Content::Text(text)) => vec![(TextAt::Content(m), text.as_str())],
+                Some(Content::Parts(parts)) => parts
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(p, part)| Some((TextAt::Part(m, p), part.get("text")?.as_str()?)))
+                    .collect(),
+                None => Vec::new(),
+            };
+            let calls = message.rest.get("tool_calls").and_then(Value::as_array);
+            let arguments = calls.into_iter().flatten().enumerate().filter_map(move |(c, call)| {
+                Some((TextAt::ToolArguments(m, c), call.pointer("/function/arguments")?.as_str()?))
+            });
+            content.into_iter().chain(arguments)
+        })
+    }
+
+    /// Removes and returns `metadata.content_class` (tierwise's own field, never
+    /// forwarded). Err if it is not a string.
+    pub fn take_content_class(&mut self) -> Result<Option<String>, NotAString> {
+        let Some(Value::Object(metadata)) = self.rest.get_mut("metadata") else {
+            return Ok(None);
+        };
+        let class = match metadata.remove("content_class") {
+            None => None,
+            Some(Value::String(class)) => Some(class),
+            Some(_) => return Err(NotAString),
+        };
+        if metadata.is_empty() {
+            self.rest.remove("metadata");
+        }
+        Ok(class)
     }
 
     /// The JSON body for an upstream that knows the model as `upstream_model`.

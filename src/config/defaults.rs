@@ -1,7 +1,8 @@
 //! The config tierwise runs on when no file is given: llama-server or llama-swap on
-//! this machine, and OpenAI as the next tier when `OPENAI_API_KEY` is set.
+//! this machine, and OpenAI as the next tier when `OPENAI_API_KEY` is set (exporting the
+//! key counts as cloud consent for the `default` profile).
 
-use super::raw::{RawConfig, RawModel, RawTask, RawUpstream};
+use super::raw::{RawConfig, RawModel, RawProfile, RawTask, RawUpstream};
 
 pub const LOCAL_BASE_URL: &str = "http://127.0.0.1:8080/v1";
 
@@ -27,7 +28,9 @@ pub fn raw(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
             .models
             .insert("gpt".into(), RawModel { upstream: Some("openai".into()), name: Some("gpt-4.1-mini".into()) });
         chain.push("gpt".into());
+        // Exporting the key is the operator's consent to use it.
+        config.profiles.insert("default".into(), RawProfile { cloud_consent: Some(true), ..RawProfile::default() });
     }
-    config.tasks.insert("chat".into(), RawTask { chain });
+    config.tasks.insert("chat".into(), RawTask { chain, ..RawTask::default() });
     config
 }

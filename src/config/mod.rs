@@ -6,6 +6,7 @@ mod defaults;
 mod load;
 pub mod raw;
 mod validate;
+mod validate_access;
 
 #[cfg(test)]
 mod tests;
@@ -18,10 +19,11 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
-use crate::policy::Tier;
+use crate::policy::{ContentClass, Detector, Locale, Tier};
 
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use validate::{validate, Problem};
+pub use validate_access::sha256;
 
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
@@ -30,6 +32,11 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub tasks: BTreeMap<String, TaskConfig>,
+    /// Always holds `default`, written or implied.
+    pub profiles: BTreeMap<String, Profile>,
+    pub auth: AuthConfig,
+    /// The sensitive-content detector (`[detect]`), compiled.
+    pub detector: Detector,
     /// Where this config came from, for `check-config` and `/readyz`.
     pub source: ConfigSource,
 }
@@ -77,6 +84,63 @@ pub struct TaskConfig {
     pub name: String,
     /// Model aliases, all known to `Config::models`.
     pub chain: Vec<String>,
+    pub min_tier: Tier,
+    pub content_class: ContentClass,
+    /// The tier-`none` answer, if the task has one.
+    pub rules_reply: Option<String>,
+}
+
+/// A caller's settings.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    /// Sorted, without duplicates.
+    pub allowed_tiers: Vec<Tier>,
+    pub cloud_consent: bool,
+    pub task_overrides: BTreeMap<String, Tier>,
+    pub fallback_to_rules_on_error: bool,
+    pub locale: Locale,
+}
+
+impl Profile {
+    /// The profile used when `[profiles.default]` is not written: every tier, no cloud
+    /// consent.
+    pub fn implied_default() -> Self {
+        Profile {
+            name: "default".into(),
+            allowed_tiers: vec![Tier::Local, Tier::Server, Tier::Cloud],
+            cloud_consent: false,
+            task_overrides: BTreeMap::new(),
+            fallback_to_rules_on_error: false,
+            locale: Locale::En,
+        }
+    }
+
+    /// The highest tier this profile allows on its own (without overrides).
+    pub fn max_tier(&self) -> Tier {
+        self.allowed_tiers.iter().copied().max().unwrap_or(Tier::None)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AuthConfig {
+    pub required: bool,
+    pub allow_unauthenticated_network: bool,
+    pub keys: Vec<ClientKey>,
+}
+
+/// A client key, kept only as its SHA-256 digest.
+#[derive(Clone)]
+pub struct ClientKey {
+    pub digest: [u8; 32],
+    pub profile: String,
+    pub admin: bool,
+}
+
+impl fmt::Debug for ClientKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientKey").field("profile", &self.profile).field("admin", &self.admin).finish_non_exhaustive()
+    }
 }
 
 /// A credential. Its `Debug` never shows the value, so it cannot leak through logs.
@@ -124,8 +188,25 @@ impl Config {
         }
         out.push_str(&format!("tasks ({}):\n", self.tasks.len()));
         for t in self.tasks.values() {
-            out.push_str(&format!("  {}: {}\n", t.name, t.chain.join(" -> ")));
+            let rules = if t.rules_reply.is_some() { " -> rules" } else { "" };
+            out.push_str(&format!(
+                "  {}: {}{rules} (min_tier {}, content {})\n",
+                t.name,
+                t.chain.join(" -> "),
+                t.min_tier,
+                t.content_class
+            ));
         }
+        out.push_str(&format!("profiles ({}):\n", self.profiles.len()));
+        for p in self.profiles.values() {
+            let tiers: Vec<&str> = p.allowed_tiers.iter().map(|t| t.as_str()).collect();
+            out.push_str(&format!("  {}: tiers [{}], cloud consent {}\n", p.name, tiers.join(", "), p.cloud_consent));
+        }
+        out.push_str(&format!(
+            "auth: {}, {} key(s)\n",
+            if self.auth.required { "required" } else { "optional" },
+            self.auth.keys.len()
+        ));
         out
     }
 }

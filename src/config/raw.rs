@@ -19,6 +19,14 @@ pub struct RawConfig {
     pub models: BTreeMap<String, RawModel>,
     #[serde(default)]
     pub tasks: BTreeMap<String, RawTask>,
+    #[serde(default)]
+    pub profiles: BTreeMap<String, RawProfile>,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub keys: Vec<RawKey>,
+    #[serde(default)]
+    pub detect: RawDetect,
 }
 
 /// `[server]`: where tierwise listens and how it treats incoming requests.
@@ -77,4 +85,85 @@ pub struct RawTask {
     /// Model aliases in escalation order, cheapest first. Required, non-empty.
     #[serde(default)]
     pub chain: Vec<String>,
+    /// Lowest tier allowed to answer: `none` | `local` | `server` | `cloud`. Default `none`.
+    pub min_tier: Option<String>,
+    /// `normal` | `sensitive`. Sensitive content runs on `local` (or `none`) only.
+    /// Default `normal`; a request can raise it, never lower it.
+    pub content_class: Option<String>,
+    /// A deterministic answer (tier `none`) for when no model may or can run.
+    pub rules: Option<RawRules>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRules {
+    /// The reply text.
+    pub reply: String,
+}
+
+/// `[profiles.NAME]`: a caller's settings. Client keys map to profiles; requests without
+/// a key get `default`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProfile {
+    /// Tiers this caller may use. Default: local, server, cloud.
+    pub allowed_tiers: Option<Vec<String>>,
+    /// Consent to send content to `cloud` upstreams. Default false.
+    pub cloud_consent: Option<bool>,
+    /// Task name → the one tier that task runs on for this caller.
+    #[serde(default)]
+    pub task_overrides: BTreeMap<String, String>,
+    /// On an upstream error, answer with the task's rules reply instead of trying the
+    /// next step. Default false.
+    pub fallback_to_rules_on_error: Option<bool>,
+    /// Language of error messages when the request has no `Accept-Language`: `en`, `de`.
+    pub locale: Option<String>,
+}
+
+/// `[auth]`: who may call tierwise.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// true: a request without a known key gets 401. false (default): requests without
+    /// a key (or with an unknown one) get profile `default`.
+    pub required: Option<bool>,
+    /// tierwise refuses to listen on a non-loopback address without auth unless this is
+    /// true. Default false.
+    pub allow_unauthenticated_network: Option<bool>,
+}
+
+/// `[[keys]]`: one client key and the profile it maps to.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// The env var holding the key. One of `key_env` / `key_sha256`.
+    pub key_env: Option<String>,
+    /// Hex SHA-256 of the key (`printf %s "$KEY" | sha256sum`).
+    pub key_sha256: Option<String>,
+    /// The profile this key gets. Required.
+    pub profile: Option<String>,
+    /// May use admin endpoints (explain with any profile). Default false.
+    pub admin: Option<bool>,
+}
+
+/// `[detect]`: the built-in sensitive-content detector.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDetect {
+    /// `enforce` (default): a finding makes the request sensitive. `off`: no scanning.
+    pub mode: Option<String>,
+    /// Built-in detectors to run. Default all: `email`, `phone`, `iban`, `card`.
+    pub builtin: Option<Vec<String>>,
+    /// Extra patterns; a match makes the request sensitive.
+    #[serde(default)]
+    pub patterns: Vec<RawPattern>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPattern {
+    /// Shown in the classification reason (e.g. `employee_id`).
+    pub name: String,
+    /// A regular expression (Rust `regex` syntax).
+    pub regex: String,
 }

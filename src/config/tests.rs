@@ -103,6 +103,7 @@ fn a_file_is_layered_under_environment_variables() {
             "#,
         )?;
         jail.set_env("TIERWISE_SERVER__LISTEN", "0.0.0.0:9999");
+        jail.set_env("TIERWISE_AUTH__ALLOW_UNAUTHENTICATED_NETWORK", "true");
         jail.set_env("TIERWISE_UPSTREAMS__LOCAL__BASE_URL", "http://llama-swap:8080/v1");
         jail.set_env("TIERWISE_UPSTREAMS__LOCAL__TIMEOUT_MS", "1234");
         // Not config: the file's own name and a client key variable.
@@ -114,6 +115,7 @@ fn a_file_is_layered_under_environment_variables() {
         assert_eq!(local.base_url.as_str(), "http://llama-swap:8080/v1");
         assert_eq!(local.timeout.as_millis(), 1234);
         assert_eq!(config.source, ConfigSource::File("tierwise.toml".into()));
+        assert!(config.auth.allow_unauthenticated_network);
         Ok(())
     });
 }
@@ -169,4 +171,80 @@ fn the_shipped_example_config_is_valid() {
     let config = load(Some(&path), &|_| None).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.tasks.contains_key("companion.chat"));
     assert!(config.summary().contains("OPENAI_API_KEY (NOT SET"));
+}
+
+#[test]
+fn a_network_listen_without_auth_is_refused_unless_allowed() {
+    let base = "[upstreams.a]\ntier = \"local\"\nbase_url = \"http://x/v1\"\n";
+    let problems = problems_of(&format!("[server]\nlisten = \"0.0.0.0:4141\"\n{base}"));
+    assert_eq!(paths(&problems), ["server.listen"]);
+    assert!(problems[0].hint.as_deref().unwrap().contains("auth.allow_unauthenticated_network"));
+    let allowed = format!("[server]\nlisten = \"0.0.0.0:4141\"\n[auth]\nallow_unauthenticated_network = true\n{base}");
+    assert!(load_from_str(&allowed, &|_| None).is_ok());
+}
+
+#[test]
+fn keys_and_profiles_are_checked() {
+    let problems = problems_of(
+        r#"
+        [upstreams.a]
+        tier = "local"
+        base_url = "http://x/v1"
+        [models.m]
+        upstream = "a"
+        [tasks.t]
+        chain = ["m"]
+        [profiles.team]
+        allowed_tiers = ["local", "orbit"]
+        task_overrides = { "nope" = "cloud", "t" = "space" }
+        locale = "fr"
+        [auth]
+        required = true
+        [[keys]]
+        key_env = "UNSET_TEAM_KEY"
+        profile = "team"
+        [[keys]]
+        key_sha256 = "abc"
+        profile = "team"
+        [[keys]]
+        key_sha256 = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        profile = "ghost"
+        [[keys]]
+        profile = "team"
+        "#,
+    );
+    let found = paths(&problems);
+    for expected in [
+        "profiles.team.allowed_tiers[1]",
+        "profiles.team.task_overrides.\"nope\"",
+        "profiles.team.task_overrides.\"t\"",
+        "profiles.team.locale",
+        "keys[0].key_env",
+        "keys[1].key_sha256",
+        "keys[2].profile",
+        "keys[3]",
+    ] {
+        assert!(found.contains(&expected), "no problem at {expected}; got {found:?}");
+    }
+}
+
+#[test]
+fn a_sensitive_task_that_could_never_run_is_a_problem() {
+    let problems = problems_of(
+        "[upstreams.c]\ntier = \"cloud\"\nbase_url = \"https://x/v1\"\n[models.m]\nupstream = \"c\"\n\
+         [tasks.diary]\nchain = [\"m\"]\ncontent_class = \"sensitive\"\n",
+    );
+    assert_eq!(paths(&problems), ["tasks.diary"]);
+}
+
+#[test]
+fn client_keys_are_kept_as_digests_only() {
+    let config = load_from_str(
+        "[upstreams.a]\ntier = \"local\"\nbase_url = \"http://x/v1\"\n[profiles.team]\n[[keys]]\nkey_env = \"TEAM_KEY\"\nprofile = \"team\"\nadmin = true\n",
+        &|name| (name == "TEAM_KEY").then(|| "tw-team-secret".to_string()),
+    )
+    .unwrap();
+    assert_eq!(config.auth.keys[0].digest, sha256(b"tw-team-secret"));
+    assert!(config.auth.keys[0].admin);
+    assert!(!format!("{config:?}").contains("tw-team-secret"));
 }

@@ -10,8 +10,9 @@ use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
 use super::raw::{RawConfig, RawServer, RawUpstream};
+use super::validate_access;
 use super::{Config, ConfigSource, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind};
-use crate::policy::Tier;
+use crate::policy::{ContentClass, Tier};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
 const DEFAULT_BODY_LIMIT: u64 = 16 * 1024 * 1024;
@@ -40,14 +41,14 @@ impl fmt::Display for Problem {
 }
 
 #[derive(Default)]
-struct Problems(Vec<Problem>);
+pub(super) struct Problems(Vec<Problem>);
 
 impl Problems {
-    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+    pub(super) fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
         self.0.push(Problem { path: path.into(), message: message.into(), hint: None });
     }
 
-    fn hint(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
+    pub(super) fn hint(&mut self, path: impl Into<String>, message: impl Into<String>, hint: impl Into<String>) {
         self.0.push(Problem { path: path.into(), message: message.into(), hint: Some(hint.into()) });
     }
 }
@@ -127,17 +128,63 @@ pub fn validate(
                 );
             }
         }
-        tasks.insert(name.clone(), TaskConfig { name: name.clone(), chain: raw_task.chain.clone() });
+        let min_tier = match raw_task.min_tier.as_deref() {
+            None => Tier::None,
+            Some(text) => validate_access::tier(&format!("{path}.min_tier"), text, &mut problems).unwrap_or(Tier::None),
+        };
+        let content_class = match raw_task.content_class.as_deref() {
+            None => ContentClass::Normal,
+            Some(text) => text.parse().unwrap_or_else(|()| {
+                problems.hint(
+                    format!("{path}.content_class"),
+                    format!("unknown class \"{text}\""),
+                    "normal or sensitive",
+                );
+                ContentClass::Sensitive
+            }),
+        };
+        let rules_reply = raw_task.rules.as_ref().map(|r| r.reply.clone());
+        let tiers: Vec<Tier> = raw_task
+            .chain
+            .iter()
+            .filter_map(|alias| raw.models.get(alias)?.upstream.as_deref())
+            .filter_map(|up| raw.upstreams.get(up)?.tier.as_deref()?.parse().ok())
+            .collect();
+        if rules_reply.is_none() && !tiers.is_empty() {
+            if content_class == ContentClass::Sensitive && !tiers.contains(&Tier::Local) {
+                problems.hint(
+                    path.clone(),
+                    "content_class is sensitive but the chain has no local model and no rules reply: every request would be refused",
+                    "add a local model to the chain, or a rules reply",
+                );
+            }
+            if tiers.iter().all(|t| *t < min_tier) {
+                problems.hint(
+                    format!("{path}.min_tier"),
+                    format!("every model in the chain is below min_tier {min_tier}"),
+                    "lower min_tier or add a model of a higher tier",
+                );
+            }
+        }
+        tasks.insert(
+            name.clone(),
+            TaskConfig { name: name.clone(), chain: raw_task.chain.clone(), min_tier, content_class, rules_reply },
+        );
     }
 
+    let profiles = validate_access::profiles(raw, &mut problems);
+    let listen_is_loopback = server.as_ref().is_none_or(|s| s.listen.ip().is_loopback());
+    let auth = validate_access::auth(raw, &profiles, listen_is_loopback, env, &mut problems);
+    let detector = validate_access::detector(&raw.detect, &mut problems);
+
     match (problems.0.is_empty(), server) {
-        (true, Some(server)) => Ok(Config { server, upstreams, models, tasks, source }),
+        (true, Some(server)) => Ok(Config { server, upstreams, models, tasks, profiles, auth, detector, source }),
         _ => Err(problems.0),
     }
 }
 
 /// Names become header values, metric labels and log fields: keep them plain.
-fn check_name(path: &str, name: &str, problems: &mut Problems) {
+pub(super) fn check_name(path: &str, name: &str, problems: &mut Problems) {
     let plain = !name.is_empty()
         && name.len() <= 128
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-:/@".contains(&b));

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::policy::{Step, Tier};
+use crate::policy::{Locale, SkipReason, Step, Tier, Why};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -29,65 +29,95 @@ impl Verdict {
     }
 }
 
-/// Why a step was not called.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SkipReason {
-    /// The upstream cannot be used: e.g. its API key env var is unset.
-    NotAvailable,
-}
-
-impl SkipReason {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SkipReason::NotAvailable => "not_available",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Attempt {
     pub step: usize,
     pub tier: Tier,
     pub model: String,
     pub upstream: String,
-    #[serde(rename = "duration_ms", serialize_with = "as_millis")]
     pub duration: Duration,
     pub verdict: Verdict,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
+    /// Why it failed, for `Verdict::Error`.
+    pub failure: Option<Why>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone)]
 pub struct Skip {
     pub step: usize,
     pub tier: Tier,
     pub model: String,
     pub upstream: String,
-    pub reason: SkipReason,
-    /// What a person can do about it.
-    pub detail: String,
+    pub why: Why,
 }
 
-#[derive(Debug, Clone, Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[derive(Debug, Clone)]
 pub enum Event {
     Attempt(Attempt),
     Skip(Skip),
 }
 
+/// One line of the trail as JSON (`error.skipped`, explain, audit).
+#[derive(Debug, Clone, Serialize)]
+pub struct EventView {
+    pub kind: &'static str,
+    pub step: usize,
+    pub tier: Tier,
+    pub model: String,
+    pub upstream: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verdict: Option<Verdict>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SkipReason>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl Event {
+    pub fn view(&self, locale: Locale) -> EventView {
+        match self {
+            Event::Attempt(a) => EventView {
+                kind: "attempt",
+                step: a.step,
+                tier: a.tier,
+                model: a.model.clone(),
+                upstream: a.upstream.clone(),
+                verdict: Some(a.verdict),
+                duration_ms: Some(u64::try_from(a.duration.as_millis()).unwrap_or(u64::MAX)),
+                reason: a.failure.as_ref().map(Why::reason),
+                message: a.failure.as_ref().map(|w| w.explain(locale)),
+            },
+            Event::Skip(s) => EventView {
+                kind: "skip",
+                step: s.step,
+                tier: s.tier,
+                model: s.model.clone(),
+                upstream: s.upstream.clone(),
+                verdict: None,
+                duration_ms: None,
+                reason: Some(s.why.reason()),
+                message: Some(s.why.explain(locale)),
+            },
+        }
+    }
+
+    fn tier_and_model(&self) -> (Tier, &str) {
+        match self {
+            Event::Attempt(a) => (a.tier, &a.model),
+            Event::Skip(s) => (s.tier, &s.model),
+        }
+    }
+}
+
 /// Attempts and skips in the order they happened.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default)]
 pub struct Trail {
     pub events: Vec<Event>,
 }
 
-fn as_millis<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
-
 impl Trail {
-    pub fn attempt(&mut self, step: &Step, duration: Duration, verdict: Verdict, error: Option<String>) {
+    pub fn attempt(&mut self, step: &Step, duration: Duration, verdict: Verdict, failure: Option<Why>) {
         self.events.push(Event::Attempt(Attempt {
             step: step.index,
             tier: step.tier,
@@ -95,18 +125,17 @@ impl Trail {
             upstream: step.upstream.clone(),
             duration,
             verdict,
-            error,
+            failure,
         }));
     }
 
-    pub fn skip(&mut self, step: &Step, reason: SkipReason, detail: String) {
+    pub fn skip(&mut self, step: &Step, why: Why) {
         self.events.push(Event::Skip(Skip {
             step: step.index,
             tier: step.tier,
             model: step.model.clone(),
             upstream: step.upstream.clone(),
-            reason,
-            detail,
+            why,
         }));
     }
 
@@ -118,7 +147,7 @@ impl Trail {
     }
 
     /// The compact `x-tierwise-attempts` form:
-    /// `local/smollm2:error:3ms, cloud/gpt:skip(not_available), cloud/gpt2:accept:1430ms`.
+    /// `local/smollm2:error(not_ready):3ms, cloud/gpt:skip(no_consent), server/qwen:accept:812ms`.
     /// Names are config names (validated plain ASCII), so this is a valid header value.
     pub fn header_value(&self) -> String {
         let mut out = String::new();
@@ -128,32 +157,41 @@ impl Trail {
             }
             // Writing to a String cannot fail.
             let _ = match event {
-                Event::Attempt(a) => {
-                    write!(out, "{}/{}:{}:{}ms", a.tier, a.model, a.verdict.as_str(), a.duration.as_millis())
-                }
-                Event::Skip(s) => write!(out, "{}/{}:skip({})", s.tier, s.model, s.reason.as_str()),
+                Event::Attempt(a) => match &a.failure {
+                    Some(why) => write!(
+                        out,
+                        "{}/{}:{}({}):{}ms",
+                        a.tier,
+                        a.model,
+                        a.verdict.as_str(),
+                        why.reason().as_str(),
+                        a.duration.as_millis()
+                    ),
+                    None => write!(out, "{}/{}:{}:{}ms", a.tier, a.model, a.verdict.as_str(), a.duration.as_millis()),
+                },
+                Event::Skip(s) => write!(out, "{}/{}:skip({})", s.tier, s.model, s.why.reason().as_str()),
             };
         }
         out
     }
 
-    /// One line per event, for error messages.
-    pub fn describe(&self) -> String {
-        let lines: Vec<String> = self
-            .events
+    /// One line per step that did not answer: `cloud (gpt): cloud consent missing — ...`.
+    pub fn lines(&self, locale: Locale) -> Vec<String> {
+        self.events
             .iter()
-            .map(|event| match event {
-                Event::Attempt(a) => format!(
-                    "{} ({}, upstream \"{}\"): {}",
-                    a.model,
-                    a.tier,
-                    a.upstream,
-                    a.error.as_deref().unwrap_or(a.verdict.as_str())
-                ),
-                Event::Skip(s) => format!("{} ({}): skipped, {} — {}", s.model, s.tier, s.reason.as_str(), s.detail),
+            .filter_map(|event| {
+                let why = match event {
+                    Event::Attempt(a) => a.failure.as_ref()?,
+                    Event::Skip(s) => &s.why,
+                };
+                let (tier, model) = event.tier_and_model();
+                Some(format!("{tier} ({model}): {}", why.explain(locale)))
             })
-            .collect();
-        lines.join("; ")
+            .collect()
+    }
+
+    pub fn views(&self, locale: Locale) -> Vec<EventView> {
+        self.events.iter().map(|e| e.view(locale)).collect()
     }
 }
 
@@ -166,15 +204,21 @@ mod tests {
     }
 
     #[test]
-    fn header_lists_events_in_order() {
+    fn header_lists_events_in_order_with_reasons() {
         let mut trail = Trail::default();
-        trail.attempt(&step(0, Tier::Local, "smollm2"), Duration::from_millis(812), Verdict::Error, Some("x".into()));
-        trail.skip(&step(1, Tier::Cloud, "gpt"), SkipReason::NotAvailable, "key".into());
-        trail.attempt(&step(2, Tier::Cloud, "claude"), Duration::from_millis(1430), Verdict::Accept, None);
+        let refused =
+            Why::Unreachable { upstream: "u".into(), base_url: "http://x/v1".into(), error: "refused".into() };
+        trail.attempt(&step(0, Tier::Local, "smollm2"), Duration::from_millis(812), Verdict::Error, Some(refused));
+        trail.skip(&step(1, Tier::Cloud, "gpt"), Why::NoConsent { profile: "default".into() });
+        trail.attempt(&step(2, Tier::Server, "qwen"), Duration::from_millis(1430), Verdict::Accept, None);
         assert_eq!(
             trail.header_value(),
-            "local/smollm2:error:812ms, cloud/gpt:skip(not_available), cloud/claude:accept:1430ms"
+            "local/smollm2:error(not_ready):812ms, cloud/gpt:skip(no_consent), server/qwen:accept:1430ms"
         );
         assert!(http::HeaderValue::try_from(trail.header_value()).is_ok());
+        assert_eq!(
+            trail.lines(Locale::En)[1],
+            "cloud (gpt): cloud consent missing — set cloud_consent = true in profile \"default\""
+        );
     }
 }

@@ -34,7 +34,7 @@ async fn never_forwards_the_clients_key_and_sends_the_upstreams_own() {
     let up = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
     let toml = format!(
         "[upstreams.cloud]\ntier = \"cloud\"\nbase_url = \"{}\"\napi_key_env = \"TEST_CLOUD_KEY\"\nheaders = {{ \"x-extra\" = \"yes\" }}\n\
-         [models.big]\nupstream = \"cloud\"\nname = \"gpt-test\"\n",
+         [models.big]\nupstream = \"cloud\"\nname = \"gpt-test\"\n[profiles.default]\ncloud_consent = true\n",
         up.base_url()
     );
     let app = TestApp::start_with_env(&toml, &[("TEST_CLOUD_KEY", "sk-upstream-secret")]).await;
@@ -80,9 +80,9 @@ async fn falls_through_5xx_unreachable_and_garbage_to_the_first_success() {
     assert_eq!(header(&response, "x-tierwise-model"), "d-model");
     let attempts: Vec<&str> = header(&response, "x-tierwise-attempts").split(", ").collect();
     assert_eq!(attempts.len(), 4, "{attempts:?}");
-    assert!(attempts[0].starts_with("local/a-model:error:"));
-    assert!(attempts[1].starts_with("local/b-model:error:"));
-    assert!(attempts[2].starts_with("server/c-model:error:"));
+    assert!(attempts[0].starts_with("local/a-model:error(runtime_error):"));
+    assert!(attempts[1].starts_with("local/b-model:error(not_ready):"));
+    assert!(attempts[2].starts_with("server/c-model:error(runtime_error):"));
     assert!(attempts[3].starts_with("cloud/d-model:accept:"));
     assert_eq!((failing.calls(), garbage.calls(), good.calls()), (1, 1, 1));
 }
@@ -116,7 +116,7 @@ async fn an_upstream_4xx_goes_back_to_the_client_and_stops_the_chain() {
     let app = TestApp::start(&toml).await;
     let response = app.chat(chat_body("chat")).await;
     assert_eq!(response.status(), 400);
-    assert!(header(&response, "x-tierwise-attempts").starts_with("local/a-model:error:"));
+    assert!(header(&response, "x-tierwise-attempts").starts_with("local/a-model:error(runtime_error):"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "context_length_exceeded");
     assert_eq!(body["error"]["param"], "messages");
@@ -136,7 +136,7 @@ async fn an_upstream_auth_failure_never_echoes_the_key() {
     ))
     .await;
     let toml = format!(
-        "[upstreams.c]\ntier = \"cloud\"\nbase_url = \"{}\"\napi_key_env = \"K\"\n[models.m]\nupstream = \"c\"\n",
+        "[upstreams.c]\ntier = \"cloud\"\nbase_url = \"{}\"\napi_key_env = \"K\"\n[models.m]\nupstream = \"c\"\n[profiles.default]\ncloud_consent = true\n",
         up.base_url()
     );
     let app = TestApp::start_with_env(&toml, &[("K", "sk-live-abcdef123456")]).await;
@@ -163,8 +163,18 @@ async fn when_every_step_fails_the_error_names_each_upstream() {
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_error");
     let message = body["error"]["message"].as_str().unwrap();
-    assert!(message.contains("upstream \"laptop\"") && message.contains("unreachable"), "{message}");
-    assert!(message.contains("upstream \"gpu\"") && message.contains("answered 503"), "{message}");
+    assert_eq!(body["error"]["skipped"][0]["reason"], "not_ready");
+    assert_eq!(body["error"]["skipped"][1]["reason"], "runtime_error");
+    let lines: Vec<&str> = message.lines().collect();
+    assert_eq!(lines[0], "no tier could answer task \"chat\":");
+    assert!(
+        lines[1].starts_with("- local (laptop-model): not reachable (") && lines[1].contains("is upstream \"laptop\""),
+        "{message}"
+    );
+    assert!(
+        lines[2].starts_with("- server (gpu-model): failed: answered 503") && lines[2].contains("upstream \"gpu\""),
+        "{message}"
+    );
 }
 
 #[tokio::test]
@@ -188,7 +198,7 @@ async fn a_step_whose_key_is_unset_is_skipped_with_a_reason() {
         "[upstreams.cloud]\ntier = \"cloud\"\nbase_url = \"{}\"\napi_key_env = \"UNSET_KEY_FOR_TEST\"\n\
          [upstreams.local]\ntier = \"local\"\nbase_url = \"{}\"\n\
          [models.gpt]\nupstream = \"cloud\"\n[models.small]\nupstream = \"local\"\n\
-         [tasks.cloud-first]\nchain = [\"gpt\", \"small\"]\n[tasks.cloud-only]\nchain = [\"gpt\"]\n",
+         [tasks.cloud-first]\nchain = [\"gpt\", \"small\"]\n[tasks.cloud-only]\nchain = [\"gpt\"]\n[profiles.default]\ncloud_consent = true\n",
         cloud.base_url(),
         local.base_url()
     );
@@ -201,7 +211,8 @@ async fn a_step_whose_key_is_unset_is_skipped_with_a_reason() {
     assert_eq!(response.status(), 503);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "no_tier_available");
-    assert!(body["error"]["message"].as_str().unwrap().contains("UNSET_KEY_FOR_TEST is not set"));
+    assert!(body["error"]["message"].as_str().unwrap().contains("set the environment variable UNSET_KEY_FOR_TEST"));
+    assert_eq!(body["error"]["skipped"][0]["reason"], "not_available");
     assert_eq!(cloud.calls(), 0);
 }
 

@@ -59,7 +59,10 @@ async fn a_dead_first_step_falls_through_to_the_real_model() {
         app.chat(json!({"model": "chat", "max_tokens": 8, "messages": [{"role": "user", "content": "Hi"}]})).await;
     assert_eq!(response.status(), 200);
     let attempts = header(&response, "x-tierwise-attempts").to_string();
-    assert!(attempts.starts_with("local/gone:error:") && attempts.contains("local/smollm2:accept:"), "{attempts}");
+    assert!(
+        attempts.starts_with("local/gone:error(not_ready):") && attempts.contains("local/smollm2:accept:"),
+        "{attempts}"
+    );
     let body: Value = response.json().await.unwrap();
     assert!(!body["choices"][0]["message"]["content"].as_str().unwrap().is_empty());
 }

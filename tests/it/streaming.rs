@@ -88,7 +88,11 @@ async fn a_stream_failing_before_its_first_byte_goes_to_the_next_step() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-tierwise-model"), "c-model");
     let attempts = header(&response, "x-tierwise-attempts").to_string();
-    assert!(attempts.starts_with("local/a-model:error:") && attempts.contains("server/b-model:error:"), "{attempts}");
+    assert!(
+        attempts.starts_with("local/a-model:error(not_ready):")
+            && attempts.contains("server/b-model:error(runtime_error):"),
+        "{attempts}"
+    );
     assert_eq!(response.bytes().await.unwrap(), fixture("openai/chat_stream_usage.sse"));
     assert_eq!((cut_at_once.calls(), erroring.calls(), good.calls()), (1, 1, 1));
 }

@@ -73,7 +73,8 @@ pub fn client() -> reqwest::Client {
 }
 
 /// A config with one upstream per `(name, tier, base_url)` and a model alias per
-/// upstream named `<name>-model` (sent upstream as `<name>-upstream-model`).
+/// upstream named `<name>-model` (sent upstream as `<name>-upstream-model`). Unless
+/// `extra` writes its own, profile `default` allows every tier with cloud consent.
 pub fn config_for(upstreams: &[(&str, &str, &str)], tasks: &[(&str, &[&str])], extra: &str) -> String {
     let mut toml = String::new();
     for (name, tier, base_url) in upstreams {
@@ -84,6 +85,9 @@ pub fn config_for(upstreams: &[(&str, &str, &str)], tasks: &[(&str, &[&str])], e
     for (task, chain) in tasks {
         let chain: Vec<String> = chain.iter().map(|m| format!("\"{m}\"")).collect();
         toml.push_str(&format!("[tasks.\"{task}\"]\nchain = [{}]\n\n", chain.join(", ")));
+    }
+    if !extra.contains("[profiles.default]") {
+        toml.push_str("[profiles.default]\ncloud_consent = true\n\n");
     }
     toml.push_str(extra);
     toml
