@@ -64,6 +64,7 @@ pub fn build_router(state: AppState) -> Router {
     Router::new()
         .route("/v1/chat/completions", post(api::chat::chat_completions))
         .route("/v1/models", get(api::models::list_models))
+        .route("/v1/tierwise/explain", post(api::explain::explain_request))
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz))
         .route("/metrics", get(api::health::metrics))

@@ -6,13 +6,16 @@
 //! - [`app`]        — state, route table, the tower stack (request id, span, panic
 //!   catcher, body limit, deadline), graceful shutdown.
 //! - [`api`]        — handlers: `chat` (the request's whole journey), `models`,
-//!   `health`; `wire` holds the OpenAI request types, `extract` the JSON extractor.
-//! - [`policy`]     — pure: resolve `model`/`x-tierwise-task` to a task, `plan` its
-//!   steps. No I/O.
+//!   `explain`, `health`; `auth` maps client keys to profiles; `wire` holds the OpenAI
+//!   request types, `extract` the JSON extractor, `replay` renders our own answers as SSE.
+//! - [`policy`]     — pure: resolve `model`/`x-tierwise-task` to a task, classify the
+//!   content (detector), `plan` its steps by tier, profile and class (DESIGN §2). No I/O.
 //! - [`escalate`]   — the run loop: walks the plan, calls upstreams, keeps the `Trail`
 //!   of attempts and skips.
 //! - [`upstream`]   — pooled HTTP clients with connect/first-byte/total timeouts; SSE
 //!   framing; errors that say whether to escalate.
+//! - [`explain`]    — what a request would do, step by step, without calling a model
+//!   (`tierwise explain`, `POST /v1/tierwise/explain`).
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
 //!   problem reported at once).
 //! - [`metrics`]    — every Prometheus metric, one typed function per event.
@@ -23,6 +26,7 @@ pub mod app;
 pub mod config;
 pub mod error;
 pub mod escalate;
+pub mod explain;
 pub mod metrics;
 pub mod policy;
 pub mod upstream;

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tierwise::app::{self, AppState};
-use tierwise::config;
+use tierwise::{config, policy};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -27,6 +27,28 @@ enum Command {
         /// The file to check (default: --config / TIERWISE_CONFIG / the built-in default).
         file: Option<PathBuf>,
     },
+    /// What a request would do — each step and why it would run or be skipped — without
+    /// calling any model.
+    Explain {
+        /// The task (or model alias) a request would name.
+        #[arg(long)]
+        task: String,
+        /// The caller's profile.
+        #[arg(long, default_value = "default")]
+        profile: String,
+        /// The class the request would state (normal, sensitive).
+        #[arg(long)]
+        content_class: Option<String>,
+        /// Message text, run through the sensitive-content detector.
+        #[arg(long)]
+        message: Option<String>,
+        /// Language of the reasons: en, de (default: the profile's).
+        #[arg(long)]
+        lang: Option<String>,
+        /// Print JSON (the same as POST /v1/tierwise/explain).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -43,6 +65,22 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Explain { task, profile, content_class, message, lang, json } => {
+            let request = ExplainArgs { task, profile, content_class, message, lang, json };
+            match config::load(cli.config.as_deref(), &env)
+                .map_err(|e| e.to_string())
+                .and_then(|c| explain(&c, &request))
+            {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Serve => {
             init_logging();
             let config = match config::load(cli.config.as_deref(), &env) {
@@ -60,6 +98,43 @@ fn main() -> ExitCode {
                 }
             }
         }
+    }
+}
+
+struct ExplainArgs {
+    task: String,
+    profile: String,
+    content_class: Option<String>,
+    message: Option<String>,
+    lang: Option<String>,
+    json: bool,
+}
+
+fn explain(config: &config::Config, args: &ExplainArgs) -> Result<String, String> {
+    let resolved = policy::resolve(config, &args.task)
+        .map_err(|u| format!("unknown task or model \"{}\"; known: {}", u.name, u.known.join(", ")))?;
+    let profile = config.profiles.get(&args.profile).ok_or_else(|| {
+        let known: Vec<&str> = config.profiles.keys().map(String::as_str).collect();
+        format!("unknown profile \"{}\"; known: {}", args.profile, known.join(", "))
+    })?;
+    let locale = match args.lang.as_deref() {
+        None => profile.locale,
+        Some(tag) => policy::Locale::parse(tag).ok_or_else(|| format!("unknown language \"{tag}\": use en or de"))?,
+    };
+    let task_class = if resolved.direct {
+        policy::ContentClass::Normal
+    } else {
+        config.tasks.get(&resolved.task).map(|t| t.content_class).unwrap_or(policy::ContentClass::Normal)
+    };
+    let finding = args.message.as_deref().and_then(|text| config.detector.scan([("--message", text)]));
+    let stated = [(policy::Source::Header, args.content_class.as_deref())];
+    let class = policy::classify(task_class, &stated, finding)
+        .map_err(|bad| format!("unknown content class \"{}\": use normal or sensitive", bad.value))?;
+    let explanation = tierwise::explain::explain(config, &resolved, profile, &class, locale);
+    if args.json {
+        serde_json::to_string_pretty(&explanation).map(|s| s + "\n").map_err(|e| e.to_string())
+    } else {
+        Ok(explanation.to_text())
     }
 }
 

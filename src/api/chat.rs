@@ -152,7 +152,7 @@ pub fn classify(
 }
 
 /// `x-tierwise-task` if present, else `model`.
-fn task_name<'a>(headers: &'a HeaderMap, request: &'a ChatRequest) -> Result<&'a str, ApiError> {
+pub fn task_name<'a>(headers: &'a HeaderMap, request: &'a ChatRequest) -> Result<&'a str, ApiError> {
     match headers.get(&TASK_HEADER) {
         Some(value) => {
             value.to_str().map_err(|_| ApiError::invalid("the x-tierwise-task header is not valid text", None))

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod explain;
 pub mod extract;
 pub mod health;
 pub mod models;

@@ -1,11 +1,16 @@
-//! `GET /v1/models`: tasks, then direct model aliases, in OpenAI's list shape.
+//! `GET /v1/models`: tasks, then direct model aliases, in OpenAI's list shape. Each entry
+//! also says whether the caller's profile can run it at all (`tierwise.runnable`).
 
 use axum::extract::State;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
+use http::HeaderMap;
 use serde::Serialize;
 
+use super::auth;
 use super::health::json_response;
 use crate::app::AppState;
+use crate::explain::explain;
+use crate::policy::{self, Classification, Resolved};
 
 #[derive(Serialize)]
 struct ModelList<'a> {
@@ -19,12 +24,49 @@ struct ModelEntry<'a> {
     object: &'static str,
     created: u64,
     owned_by: &'static str,
+    tierwise: Extra,
 }
 
-pub async fn list_models(State(state): State<AppState>) -> Response {
+#[derive(Serialize)]
+struct Extra {
+    /// `task` or `model`.
+    kind: &'static str,
+    /// Whether the caller's profile can run it with the task's own content class.
+    runnable: bool,
+}
+
+pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let config = &state.config;
+    let caller = match auth::identify(config, &headers) {
+        Ok(caller) => caller,
+        Err(err) => return err.into_response(),
+    };
+    let locale = auth::locale(&headers, caller.profile);
     let created = state.loaded_at_unix;
-    let entry = |id| ModelEntry { id, object: "model", created, owned_by: "tierwise" };
-    let data = state.config.tasks.keys().chain(state.config.models.keys()).map(|id| entry(id.as_str())).collect();
+    let entry = |id: &'static str, name: &str| {
+        let direct = id == "model";
+        let class = if direct {
+            policy::ContentClass::Normal
+        } else {
+            config.tasks.get(name).map(|t| t.content_class).unwrap_or(policy::ContentClass::Normal)
+        };
+        let classification = Classification { class, because: Vec::new() };
+        let resolved = Resolved { task: name.to_string(), direct };
+        explain(config, &resolved, caller.profile, &classification, locale).runnable()
+    };
+    let data = config
+        .tasks
+        .keys()
+        .map(|id| (id, "task"))
+        .chain(config.models.keys().map(|id| (id, "model")))
+        .map(|(id, kind)| ModelEntry {
+            id: id.as_str(),
+            object: "model",
+            created,
+            owned_by: "tierwise",
+            tierwise: Extra { kind, runnable: entry(kind, id) },
+        })
+        .collect();
     let body = serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default();
     json_response(body)
 }

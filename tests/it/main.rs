@@ -8,5 +8,6 @@ mod cli;
 mod edge;
 mod errors;
 mod llm;
+mod privacy;
 mod sdk;
 mod streaming;
