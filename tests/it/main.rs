@@ -7,6 +7,7 @@ mod chain;
 mod cli;
 mod edge;
 mod errors;
+mod invariant;
 mod llm;
 mod privacy;
 mod sdk;
