@@ -84,6 +84,22 @@ impl ErrorKind {
             _ => return None,
         })
     }
+
+    /// The status Anthropic sends this type with; used for `error` events, which have none.
+    fn status(self) -> u16 {
+        match self {
+            ErrorKind::InvalidRequest => 400,
+            ErrorKind::Authentication => 401,
+            ErrorKind::Billing => 402,
+            ErrorKind::Permission => 403,
+            ErrorKind::NotFound => 404,
+            ErrorKind::RequestTooLarge => 413,
+            ErrorKind::RateLimit => 429,
+            ErrorKind::Api | ErrorKind::Unknown => 500,
+            ErrorKind::Timeout => 504,
+            ErrorKind::Overloaded => 529,
+        }
+    }
 }
 
 /// What tierwise should do with an Anthropic error.
@@ -112,6 +128,15 @@ pub fn classify_error(status: u16, body: &[u8]) -> ErrorClass {
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let kind_name = parsed.as_ref().and_then(|v| v.pointer("/error/type")).and_then(Value::as_str);
     classify(status, kind_name, &body_excerpt(body))
+}
+
+/// Classifies the `error` object of a mid-stream `error` event, whose status is implied
+/// by its type.
+pub(super) fn classify_error_object(error: &Value) -> ErrorClass {
+    let kind_name = error.get("type").and_then(Value::as_str);
+    let kind = kind_name.and_then(ErrorKind::from_type).unwrap_or(ErrorKind::Unknown);
+    let message = error.get("message").and_then(Value::as_str).unwrap_or("the upstream stream failed");
+    classify(kind.status(), kind_name, message)
 }
 
 fn classify(status: u16, kind_name: Option<&str>, message: &str) -> ErrorClass {

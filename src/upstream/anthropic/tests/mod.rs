@@ -3,6 +3,8 @@
 
 mod error;
 mod request;
+mod response;
+mod stream;
 
 /// A fixture's bytes, read at compile time.
 macro_rules! fixture {
@@ -11,3 +13,6 @@ macro_rules! fixture {
     };
 }
 pub(crate) use fixture;
+
+/// The `created` every test translation uses.
+const CREATED: u64 = 1_700_000_000;
