@@ -9,7 +9,7 @@ use super::error::{classify_error_object, ErrorClass};
 use super::openai::{Chunk, ChunkChoice, Delta, FunctionDelta, ToolCallDelta, Usage};
 use super::response::unix_now;
 use super::wire::{finish_reason, Block, BlockDelta, Event, StartedMessage};
-use crate::upstream::sse::MAX_EVENT_BYTES;
+use crate::upstream::sse::{SseFramer, MAX_EVENT_BYTES};
 
 /// Translates one Messages stream. Feed it the upstream's bytes with [`push`]; it
 /// answers with the OpenAI SSE bytes to send on.
@@ -20,8 +20,8 @@ pub struct StreamTranslator {
     include_usage: bool,
     /// One timestamp for every chunk of the stream, as OpenAI does.
     created: u64,
-    /// Bytes after the last complete event, kept for the next push.
-    tail: Vec<u8>,
+    /// Holds an unterminated last event until the push that completes it.
+    framer: SseFramer,
     /// From `message_start`: `None` until it arrives.
     message: Option<StartedMessage>,
     /// OpenAI's `tool_calls[].index` by Anthropic content block index: `tool_use`
@@ -98,7 +98,7 @@ impl StreamTranslator {
         StreamTranslator {
             include_usage,
             created,
-            tail: Vec::new(),
+            framer: SseFramer::default(),
             message: None,
             tool_index: HashMap::new(),
             finish_sent: false,
@@ -117,19 +117,21 @@ impl StreamTranslator {
     /// for) and `data: [DONE]\n\n`. Anything after `message_stop` is ignored.
     pub fn push(&mut self, events: &[u8]) -> Result<Bytes, StreamError> {
         let mut out = Vec::new();
-        self.tail.extend_from_slice(events);
-        let buf = std::mem::take(&mut self.tail);
+        let complete = match self.framer.push(events) {
+            Ok(Some(complete)) => complete,
+            Ok(None) => return Ok(Bytes::new()),
+            Err(_) => {
+                let failure = StreamFailure::Protocol(format!("an event exceeded {MAX_EVENT_BYTES} bytes"));
+                return Err(StreamError { pending: Bytes::new(), failure });
+            }
+        };
 
-        let mut consumed = 0;
-        let mut pos = 0;
+        // `complete` ends with a blank line, so every event in it is dispatched.
         let mut data: Option<String> = None;
         let mut name: Option<&[u8]> = None;
-        while let Some(newline) = buf[pos..].iter().position(|&b| b == b'\n') {
-            let line = &buf[pos..pos + newline];
+        for line in complete.split(|&b| b == b'\n') {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
-            pos += newline + 1;
             if line.is_empty() {
-                consumed = pos;
                 if let Some(data) = data.take() {
                     if let Err(failure) = self.event(name, &data, &mut out) {
                         return Err(StreamError { pending: Bytes::from(out), failure });
@@ -153,11 +155,6 @@ impl StreamTranslator {
                 // Comments (`:`), `id`, `retry`, unknown fields.
                 _ => {}
             }
-        }
-        self.tail = buf[consumed..].to_vec();
-        if self.tail.len() > MAX_EVENT_BYTES {
-            let failure = StreamFailure::Protocol(format!("an event exceeded {MAX_EVENT_BYTES} bytes"));
-            return Err(StreamError { pending: Bytes::from(out), failure });
         }
         Ok(Bytes::from(out))
     }
@@ -253,42 +250,41 @@ impl StreamTranslator {
     }
 
     fn chunk(&self, delta: Delta, finish: Option<&'static str>, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
-        let message = self.message.as_ref().ok_or_else(before_start)?;
-        let chunk = Chunk {
-            id: &message.id,
-            object: "chat.completion.chunk",
-            created: self.created,
-            model: &message.model,
-            choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish }],
-            usage: self.include_usage.then_some(None),
-        };
-        write_event(&chunk, out)
+        let choice = ChunkChoice { index: 0, delta, logprobs: None, finish_reason: finish };
+        self.write(vec![choice], self.include_usage.then_some(None), out)
     }
 
     fn usage_chunk(&self, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+        let usage = self.message.as_ref().map(|m| Usage::from(&m.usage));
+        self.write(Vec::new(), Some(usage), out)
+    }
+
+    /// Appends `data: {chunk}\n\n`.
+    fn write(
+        &self,
+        choices: Vec<ChunkChoice>,
+        usage: Option<Option<Usage>>,
+        out: &mut Vec<u8>,
+    ) -> Result<(), StreamFailure> {
         let message = self.message.as_ref().ok_or_else(before_start)?;
         let chunk = Chunk {
             id: &message.id,
             object: "chat.completion.chunk",
             created: self.created,
             model: &message.model,
-            choices: Vec::new(),
-            usage: Some(Some(Usage::from(&message.usage))),
+            choices,
+            usage,
         };
-        write_event(&chunk, out)
+        out.extend_from_slice(b"data: ");
+        serde_json::to_writer(&mut *out, &chunk)
+            .map_err(|e| StreamFailure::Protocol(format!("cannot write a chunk ({e})")))?;
+        out.extend_from_slice(b"\n\n");
+        Ok(())
     }
 }
 
 fn before_start() -> StreamFailure {
     StreamFailure::Protocol("an event came before message_start".into())
-}
-
-fn write_event(chunk: &Chunk, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
-    out.extend_from_slice(b"data: ");
-    serde_json::to_writer(&mut *out, chunk)
-        .map_err(|e| StreamFailure::Protocol(format!("cannot write a chunk ({e})")))?;
-    out.extend_from_slice(b"\n\n");
-    Ok(())
 }
 
 /// An SSE line's field name and value (one leading space removed); a line without a
