@@ -2,6 +2,7 @@
 //! and total timeouts from its config. Answers come back whole (JSON) or as a stream of
 //! whole SSE events whose first event has already arrived.
 
+pub mod anthropic;
 mod error;
 pub mod sse;
 mod stream;
