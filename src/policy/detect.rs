@@ -49,7 +49,9 @@ impl Builtin {
                 r"(?:(?:\+|\b00)[1-9]\d{0,2}[ .\-/]?(?:\(0\)[ ]?)?(?:\(?\d{1,5}\)?[ .\-/]?){1,5}\d{2,5}\b)|(?:\(\d{3}\)[ ]?\d{3}[ .\-]\d{4}\b)|(?:\b\d{3}[.\-]\d{3}[.\-]\d{4}\b)|(?:\b0[1-9]\d{1,4}[ /\-]\d{4,9}\b)"
             }
             Builtin::Iban => r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,4})?\b",
-            Builtin::Card => r"\b\d(?:[ \-]?\d){12,18}\b",
+            // Unbroken, in groups of four (16 or 19 digits, the last group shorter), or
+            // Amex's 4-6-5: the ways card numbers are written. Not ISBN's 978-0-20-...
+            Builtin::Card => r"\b(?:\d{13,19}|\d{4}(?:[ \-]\d{4}){2,3}(?:[ \-]\d{1,3})?|\d{4}[ \-]\d{6}[ \-]\d{4,5})\b",
         }
     }
 
@@ -63,7 +65,12 @@ impl Builtin {
             Builtin::Iban => iban_checksum_ok(candidate),
             Builtin::Card => {
                 let d = digits(candidate);
-                !glued(text, start) && (13..=19).contains(&d.len()) && luhn_ok(&d) && !d.iter().all(|&x| x == d[0])
+                let ean = d.len() == 13 && (d.starts_with(&[9, 7, 8]) || d.starts_with(&[9, 7, 9]));
+                !glued(text, start)
+                    && !ean
+                    && (13..=19).contains(&d.len())
+                    && luhn_ok(&d)
+                    && !d.iter().all(|&x| x == d[0])
             }
         }
     }

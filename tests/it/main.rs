@@ -5,6 +5,7 @@ mod support;
 
 mod chain;
 mod cli;
+mod detector;
 mod edge;
 mod errors;
 mod invariant;
