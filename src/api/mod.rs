@@ -7,6 +7,7 @@ pub mod extract;
 pub mod health;
 pub mod models;
 pub mod replay;
+pub mod respond;
 pub mod wire;
 
 use axum::extract::Request;

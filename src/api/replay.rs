@@ -26,6 +26,11 @@ pub fn rules_completion(reply: &str) -> Value {
 
 /// The SSE events a client would have received had `completion` been streamed.
 pub fn to_sse(completion: &Value, include_usage: bool) -> Bytes {
+    to_sse_with(completion, include_usage, None)
+}
+
+/// As [`to_sse`], with an SSE comment line (`trailer`) just before `data: [DONE]`.
+pub fn to_sse_with(completion: &Value, include_usage: bool, trailer: Option<&[u8]>) -> Bytes {
     let id = completion.get("id").cloned().unwrap_or(Value::Null);
     let created = completion.get("created").cloned().unwrap_or(Value::Null);
     let model = completion.get("model").cloned().unwrap_or(Value::Null);
@@ -69,6 +74,9 @@ pub fn to_sse(completion: &Value, include_usage: bool) -> Bytes {
         out.extend_from_slice(event.to_string().as_bytes());
         out.extend_from_slice(b"\n\n");
     }
+    if let Some(trailer) = trailer {
+        out.extend_from_slice(trailer);
+    }
     out.extend_from_slice(b"data: [DONE]\n\n");
     Bytes::from(out)
 }
@@ -106,9 +114,14 @@ mod tests {
 
     #[test]
     fn replays_tool_calls_with_indexes() {
-        let completion: Value =
-            serde_json::from_slice(&std::fs::read("tests/fixtures/openai/chat_completion_tool_call.json").unwrap())
-                .unwrap();
+        let completion: Value = serde_json::from_slice(
+            &std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/fixtures/openai/chat_completion_tool_call.json"
+            ))
+            .unwrap(),
+        )
+        .unwrap();
         let chunks = data(&to_sse(&completion, false));
         let call = &chunks[1]["choices"][0]["delta"]["tool_calls"][0];
         assert_eq!(call["index"], 0);

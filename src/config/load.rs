@@ -12,7 +12,7 @@ use super::{defaults, Config};
 
 /// Top-level sections an env var may set; any other `TIERWISE_*` var (such as
 /// `TIERWISE_CONFIG` or a client key named by `key_env`) is not config.
-const ENV_SECTIONS: [&str; 7] = ["server", "upstreams", "models", "tasks", "profiles", "auth", "detect"];
+const ENV_SECTIONS: [&str; 8] = ["server", "upstreams", "models", "tasks", "profiles", "auth", "detect", "trail"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {

@@ -7,6 +7,7 @@ mod load;
 pub mod raw;
 mod validate;
 mod validate_access;
+mod validate_verify;
 
 #[cfg(test)]
 mod tests;
@@ -47,6 +48,9 @@ pub struct ServerConfig {
     pub body_limit_bytes: usize,
     pub request_timeout: Duration,
     pub shutdown_grace: Duration,
+    pub sse_keepalive: Duration,
+    /// Add the `tierwise` trail object to non-streaming bodies.
+    pub trail_in_body: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +92,28 @@ pub struct TaskConfig {
     pub content_class: ContentClass,
     /// The tier-`none` answer, if the task has one.
     pub rules_reply: Option<String>,
+    pub verify: VerifyConfig,
+}
+
+/// How a task's answers are checked. The default verifies nothing.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyConfig {
+    pub checks: Vec<crate::escalate::Check>,
+    /// A model alias; validation guarantees it exists (and is local for sensitive tasks).
+    pub judge: Option<String>,
+    pub judge_prompt: String,
+    pub judge_timeout: Duration,
+    /// Tiers whose answers are verified.
+    pub tiers: Vec<Tier>,
+    /// Append the feedback to the next step's last user message.
+    pub feedback: bool,
+}
+
+impl VerifyConfig {
+    /// Whether an answer from `tier` is checked at all.
+    pub fn applies_to(&self, tier: Tier) -> bool {
+        (!self.checks.is_empty() || self.judge.is_some()) && self.tiers.contains(&tier)
+    }
 }
 
 /// A caller's settings.

@@ -27,6 +27,16 @@ pub struct RawConfig {
     pub keys: Vec<RawKey>,
     #[serde(default)]
     pub detect: RawDetect,
+    #[serde(default)]
+    pub trail: RawTrail,
+}
+
+/// `[trail]`: how the record of attempts reaches the client.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTrail {
+    /// Add a `tierwise` object with the full trail to non-streaming bodies. Default true.
+    pub in_body: Option<bool>,
 }
 
 /// `[server]`: where tierwise listens and how it treats incoming requests.
@@ -42,6 +52,10 @@ pub struct RawServer {
     /// How long in-flight requests (streams included) may run after SIGINT/SIGTERM, in ms.
     /// Default 30000.
     pub shutdown_grace_ms: Option<u64>,
+    /// While a verified stream is buffered: after this long without an answer the
+    /// response starts with SSE comment keep-alives, repeated at this interval, in ms.
+    /// Default 3000.
+    pub sse_keepalive_ms: Option<u64>,
 }
 
 /// `[upstreams.NAME]`: one OpenAI-compatible server tierwise can call.
@@ -92,6 +106,34 @@ pub struct RawTask {
     pub content_class: Option<String>,
     /// A deterministic answer (tier `none`) for when no model may or can run.
     pub rules: Option<RawRules>,
+    /// How answers are checked before they are accepted. Absent: no verification.
+    pub verify: Option<RawVerify>,
+}
+
+/// `[tasks.NAME.verify]`: deterministic checks, then an optional LLM judge.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawVerify {
+    /// In order: `non_empty`, `finish_stop`, `json`, `json_schema`, `max_chars`, `regex`,
+    /// `no_refusal`, `tool_call_valid`.
+    #[serde(default)]
+    pub checks: Vec<String>,
+    /// For the `max_chars` check.
+    pub max_chars: Option<usize>,
+    /// For the `regex` check: the answer must match.
+    pub regex: Option<String>,
+    /// For the `no_refusal` check. Default: common English refusal phrases.
+    pub refusal_phrases: Option<Vec<String>>,
+    /// A model alias asked for a JSON verdict after the checks pass.
+    pub judge: Option<String>,
+    /// The judge's prompt; `{system}`, `{user}`, `{answer}` are replaced.
+    pub judge_prompt: Option<String>,
+    /// How long the judge may take, in ms. Default 30000.
+    pub judge_timeout_ms: Option<u64>,
+    /// Which tiers' answers are verified. Default `["local", "server"]`.
+    pub tiers: Option<Vec<String>>,
+    /// `append` (default): the next step gets the feedback; `off`.
+    pub feedback: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

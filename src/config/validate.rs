@@ -10,7 +10,7 @@ use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
 use super::raw::{RawConfig, RawServer, RawUpstream};
-use super::validate_access;
+use super::{validate_access, validate_verify, VerifyConfig};
 use super::{Config, ConfigSource, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind};
 use crate::policy::{ContentClass, Tier};
 
@@ -144,6 +144,10 @@ pub fn validate(
             }),
         };
         let rules_reply = raw_task.rules.as_ref().map(|r| r.reply.clone());
+        let verify = match &raw_task.verify {
+            None => VerifyConfig::default(),
+            Some(raw_verify) => validate_verify::verify(&path, raw_verify, raw, content_class, &mut problems),
+        };
         let tiers: Vec<Tier> = raw_task
             .chain
             .iter()
@@ -168,10 +172,21 @@ pub fn validate(
         }
         tasks.insert(
             name.clone(),
-            TaskConfig { name: name.clone(), chain: raw_task.chain.clone(), min_tier, content_class, rules_reply },
+            TaskConfig {
+                name: name.clone(),
+                chain: raw_task.chain.clone(),
+                min_tier,
+                content_class,
+                rules_reply,
+                verify,
+            },
         );
     }
 
+    let mut server = server;
+    if let Some(server) = server.as_mut() {
+        server.trail_in_body = raw.trail.in_body.unwrap_or(true);
+    }
     let profiles = validate_access::profiles(raw, &mut problems);
     let listen_is_loopback = server.as_ref().is_none_or(|s| s.listen.ip().is_loopback());
     let auth = validate_access::auth(raw, &profiles, listen_is_loopback, env, &mut problems);
@@ -226,11 +241,14 @@ fn validate_server(raw: &RawServer, problems: &mut Problems) -> Option<ServerCon
     let request_timeout =
         positive_ms("server.request_timeout_ms", raw.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS, problems);
     let shutdown_grace = Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS));
+    let sse_keepalive = positive_ms("server.sse_keepalive_ms", raw.sse_keepalive_ms, 3_000, problems);
     Some(ServerConfig {
         listen: listen?,
         body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
         request_timeout,
         shutdown_grace,
+        sse_keepalive,
+        trail_in_body: true,
     })
 }
 

@@ -1,21 +1,31 @@
-//! The run loop: walks a plan's steps, calls each step's upstream, and returns the first
-//! answer, recording every attempt and skip in a [`Trail`].
+//! The run loop: walks a plan's steps, calls each step's upstream, verifies what it must,
+//! escalates with feedback, and returns the first accepted answer — recording every
+//! attempt and skip in a [`Trail`].
 
+mod assemble;
+pub mod judge;
 mod trail;
+mod verify;
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tracing::{debug, error, warn};
 
 use crate::api::wire::ChatRequest;
+use crate::config::{Config, Profile, VerifyConfig};
 use crate::policy::{Action, ContentClass, Plan, Step, Tier, Why};
 use crate::upstream::{Failure, Reply, UpstreamError, Upstreams};
 
-pub use trail::{Attempt, Event, Skip, Trail, Verdict};
+pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict};
+pub use verify::{Candidate, Check, DEFAULT_REFUSALS};
 
 /// What answered.
 pub enum Produced {
+    /// Straight from the upstream: JSON bytes, or a stream to pass through.
     Upstream(Reply),
+    /// A verified streamed answer, assembled; replayed to the client as SSE.
+    Completion(Value),
     /// The task's rules reply (tier `none`).
     Rules(String),
 }
@@ -31,7 +41,7 @@ pub enum RunError {
     /// content-policy block): it goes back to the client as it is and is never retried
     /// on another provider.
     Refused(UpstreamError),
-    /// Every step was skipped or failed; the trail says why.
+    /// Every step was skipped, failed or rejected; the trail says why.
     Exhausted { last: Option<UpstreamError> },
 }
 
@@ -43,20 +53,37 @@ pub struct Outcome {
 
 /// The per-request inputs besides the plan.
 pub struct RunContext<'a> {
+    pub config: &'a Config,
     pub upstreams: &'a Upstreams,
     pub request: &'a ChatRequest,
-    /// The profile's `fallback_to_rules_on_error`.
-    pub fallback_to_rules: bool,
+    pub profile: &'a Profile,
 }
 
-/// Walks `plan`: skips what the plan skips, calls the rest in order, returns the first
-/// answer. Connection errors, timeouts, 5xx and malformed answers go on to the next step
-/// — or, with `fallback_to_rules`, straight to the rules reply. Every attempt and skip is
-/// in the trail.
+impl RunContext<'_> {
+    fn verify(&self, plan: &Plan) -> Option<&VerifyConfig> {
+        self.config.tasks.get(&plan.task).map(|t| &t.verify)
+    }
+}
+
+/// Whether step `index` of `plan` would be verified: its tier is verified by the task and
+/// a later step could still answer (the last model step is never verified: there is
+/// nothing to escalate to).
+pub fn is_verified(config: &Config, plan: &Plan, index: usize) -> bool {
+    let Some(verify) = config.tasks.get(&plan.task).map(|t| &t.verify) else { return false };
+    let Some(planned) = plan.steps.get(index) else { return false };
+    verify.applies_to(planned.step.tier) && plan.steps[index + 1..].iter().any(|s| s.action == Action::Run)
+}
+
+/// Walks `plan`: skips what the plan skips, calls the rest in order, verifies answers the
+/// task verifies, and returns the first accepted one. Connection errors, timeouts, 5xx
+/// and malformed answers go on to the next step — or, with the profile's
+/// `fallback_to_rules_on_error`, straight to the rules reply. A rejected answer goes on
+/// to the next step with its feedback.
 pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
     let mut trail = Trail::default();
     let mut last = None;
-    for planned in &plan.steps {
+    let mut feedback: Vec<String> = Vec::new();
+    for (index, planned) in plan.steps.iter().enumerate() {
         let step = &planned.step;
         if let Action::Skip(why) = &planned.action {
             trail.skip(step, why.clone());
@@ -70,15 +97,14 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             continue;
         }
         let Some(upstream) = ctx.upstreams.get(&step.upstream) else {
-            let why = Why::Failed { upstream: step.upstream.clone(), error: "not configured".into() };
-            trail.skip(step, why);
+            trail.skip(step, Why::Failed { upstream: step.upstream.clone(), error: "not configured".into() });
             continue;
         };
         if let (Some(env), None) = (&upstream.config.api_key_env, &upstream.config.api_key) {
             trail.skip(step, Why::MissingKey { env: env.clone(), upstream: step.upstream.clone() });
             continue;
         }
-        let body = match ctx.request.body_for(&step.upstream_model) {
+        let body = match ctx.request.body_for(&step.upstream_model, &feedback) {
             Ok(body) => body,
             Err(err) => {
                 let why =
@@ -87,9 +113,10 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
                 continue;
             }
         };
+        let verified = is_verified(ctx.config, plan, index);
         let started = Instant::now();
-        match upstream.chat(body, ctx.request.is_stream()).await {
-            Ok(reply) => {
+        let failure = match upstream.chat(body, ctx.request.is_stream()).await {
+            Ok(reply) if !verified => {
                 trail.attempt(step, started.elapsed(), Verdict::Accept, None);
                 debug!(task = %plan.task, model = %step.model, tier = %step.tier, "answered");
                 return Outcome {
@@ -97,28 +124,45 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
                     result: Ok(Answer { step: step.clone(), produced: Produced::Upstream(reply) }),
                 };
             }
-            Err(err) => {
-                let why = match &err.failure {
-                    Failure::Connect(detail) => Why::Unreachable {
-                        upstream: step.upstream.clone(),
-                        base_url: upstream.config.base_url.to_string(),
-                        error: detail.clone(),
-                    },
-                    _ => Why::Failed { upstream: step.upstream.clone(), error: err.short() },
-                };
-                trail.attempt(step, started.elapsed(), Verdict::Error, Some(why));
-                if !err.escalates() {
-                    return Outcome { trail, result: Err(RunError::Refused(err)) };
+            Ok(reply) => match judge_reply(ctx, plan, reply).await {
+                Judged::Accept { produced, completion, verify_time } => {
+                    trail.attempt(step, started.elapsed(), Verdict::Accept, None);
+                    trail.verified(verify_time, usage(&completion));
+                    return Outcome { trail, result: Ok(Answer { step: step.clone(), produced }) };
                 }
-                warn!(task = %plan.task, model = %step.model, error = %err, "step failed");
-                if ctx.fallback_to_rules {
-                    if let Some(answer) = rules_answer(plan, &mut trail) {
-                        return Outcome { trail, result: Ok(answer) };
+                Judged::Reject { feedback: said, completion, verify_time } => {
+                    trail.attempt(step, started.elapsed(), Verdict::Escalate, None);
+                    trail.verified(verify_time, usage(&completion));
+                    trail.rejected(said.clone());
+                    debug!(task = %plan.task, model = %step.model, feedback = %said, "escalating");
+                    if ctx.verify(plan).is_some_and(|v| v.feedback) {
+                        feedback.push(said);
                     }
+                    continue;
                 }
-                last = Some(err);
+                Judged::Broken(err) => err,
+            },
+            Err(err) => err,
+        };
+        let why = match &failure.failure {
+            Failure::Connect(detail) => Why::Unreachable {
+                upstream: step.upstream.clone(),
+                base_url: upstream.config.base_url.to_string(),
+                error: detail.clone(),
+            },
+            _ => Why::Failed { upstream: step.upstream.clone(), error: failure.short() },
+        };
+        trail.attempt(step, started.elapsed(), Verdict::Error, Some(why));
+        if !failure.escalates() {
+            return Outcome { trail, result: Err(RunError::Refused(failure)) };
+        }
+        warn!(task = %plan.task, model = %step.model, error = %failure, "step failed");
+        if ctx.profile.fallback_to_rules_on_error {
+            if let Some(answer) = rules_answer(plan, &mut trail) {
+                return Outcome { trail, result: Ok(answer) };
             }
         }
+        last = Some(failure);
     }
     match rules_answer(plan, &mut trail) {
         Some(answer) => Outcome { trail, result: Ok(answer) },
@@ -126,9 +170,103 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
     }
 }
 
+enum Judged {
+    Accept {
+        produced: Produced,
+        completion: Value,
+        verify_time: Duration,
+    },
+    Reject {
+        feedback: String,
+        completion: Value,
+        verify_time: Duration,
+    },
+    /// The answer could not even be read (a broken stream, not a completion).
+    Broken(UpstreamError),
+}
+
+/// Reads the whole answer (buffering a stream), then verifies it.
+async fn judge_reply(ctx: &RunContext<'_>, plan: &Plan, reply: Reply) -> Judged {
+    let (completion, produced) = match reply {
+        Reply::Json(bytes) => match serde_json::from_slice::<Value>(&bytes) {
+            Ok(completion) => (completion, Produced::Upstream(Reply::Json(bytes))),
+            Err(err) => return Judged::Broken(protocol("?", format!("not JSON: {err}"))),
+        },
+        Reply::Stream { first, rest } => match assemble::assemble(first, rest).await {
+            Ok(completion) => (completion.clone(), Produced::Completion(completion)),
+            Err(assemble::AssembleError::Upstream(err)) => return Judged::Broken(err),
+            Err(assemble::AssembleError::Bad(msg)) => return Judged::Broken(protocol("?", msg)),
+        },
+    };
+    let started = Instant::now();
+    let verdict = verify_answer(ctx, plan, &completion).await;
+    let verify_time = started.elapsed();
+    match verdict {
+        Ok(()) => Judged::Accept { produced, completion, verify_time },
+        Err(feedback) => Judged::Reject { feedback, completion, verify_time },
+    }
+}
+
+fn protocol(upstream: &str, message: String) -> UpstreamError {
+    UpstreamError::new(upstream, Failure::Protocol(message))
+}
+
+/// The task's checks, then its judge. `Err` is the feedback for the next step.
+async fn verify_answer(ctx: &RunContext<'_>, plan: &Plan, completion: &Value) -> Result<(), String> {
+    let Some(verify) = ctx.verify(plan) else { return Ok(()) };
+    let candidate = Candidate::from_completion(completion);
+    verify::run_checks(&verify.checks, &candidate, ctx.request)?;
+    let Some(alias) = &verify.judge else { return Ok(()) };
+    let upstream = ctx
+        .config
+        .models
+        .get(alias)
+        .and_then(|m| Some((m, ctx.upstreams.get(&m.upstream)?)))
+        .ok_or_else(|| format!("verifier error: judge \"{alias}\" is not configured"))?;
+    let (model, upstream) = upstream;
+    if let Some(why) = judge_may_not_see(ctx.profile, plan.class, upstream.config.tier) {
+        return Err(format!("verifier error: judge \"{alias}\" may not see this request ({why})"));
+    }
+    if let (Some(env), None) = (&upstream.config.api_key_env, &upstream.config.api_key) {
+        return Err(format!("verifier error: judge \"{alias}\" has no API key ({env} is not set)"));
+    }
+    let answer = if candidate.tool_calls.is_empty() {
+        candidate.text.clone()
+    } else {
+        let calls: Vec<String> = candidate.tool_calls.iter().map(|(n, a)| format!("tool call {n}({a})")).collect();
+        format!("{}\n{}", candidate.text, calls.join("\n"))
+    };
+    let prompt = judge::render(&verify.judge_prompt, ctx.request, &answer);
+    match judge::ask(upstream, &model.name, prompt, verify.judge_timeout).await {
+        Ok(verdict) if verdict.accept => Ok(()),
+        Ok(verdict) if verdict.feedback.trim().is_empty() => Err("the reviewer rejected the answer".into()),
+        Ok(verdict) => Err(verdict.feedback),
+        Err(err) => Err(format!("verifier error: {err}")),
+    }
+}
+
+/// The judge sees the whole request: the same privacy rules bind it as any step.
+fn judge_may_not_see(profile: &Profile, class: ContentClass, tier: Tier) -> Option<String> {
+    if class == ContentClass::Sensitive && tier > Tier::Local {
+        return Some(format!("it runs on tier {tier} and the content is sensitive"));
+    }
+    if !profile.allowed_tiers.contains(&tier) {
+        return Some(format!("tier {tier} is not allowed for profile \"{}\"", profile.name));
+    }
+    if tier == Tier::Cloud && !profile.cloud_consent {
+        return Some(format!("profile \"{}\" has no cloud consent", profile.name));
+    }
+    None
+}
+
+fn usage(completion: &Value) -> Option<(u64, u64)> {
+    let usage = completion.get("usage")?;
+    Some((usage.get("prompt_tokens")?.as_u64()?, usage.get("completion_tokens")?.as_u64()?))
+}
+
 fn rules_answer(plan: &Plan, trail: &mut Trail) -> Option<Answer> {
     let reply = plan.rules_reply.clone()?;
     let step = Step::rules(plan.steps.len());
-    trail.attempt(&step, std::time::Duration::ZERO, Verdict::Accept, None);
+    trail.attempt(&step, Duration::ZERO, Verdict::Accept, None);
     Some(Answer { step, produced: Produced::Rules(reply) })
 }

@@ -39,6 +39,14 @@ pub struct Attempt {
     pub verdict: Verdict,
     /// Why it failed, for `Verdict::Error`.
     pub failure: Option<Why>,
+    /// Why it was rejected, for `Verdict::Escalate`.
+    pub feedback: Option<String>,
+    /// Time spent verifying the answer (checks and judge), if it was verified.
+    pub verify_time: Option<Duration>,
+    /// `(prompt, completion)` tokens, when known.
+    pub tokens: Option<(u64, u64)>,
+    /// Whether the model was loaded when called; `None` when unknown.
+    pub warm_start: Option<bool>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +80,16 @@ pub struct EventView {
     pub reason: Option<SkipReason>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub feedback: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub verify_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warm_start: Option<bool>,
 }
 
 impl Event {
@@ -87,6 +105,11 @@ impl Event {
                 duration_ms: Some(u64::try_from(a.duration.as_millis()).unwrap_or(u64::MAX)),
                 reason: a.failure.as_ref().map(Why::reason),
                 message: a.failure.as_ref().map(|w| w.explain(locale)),
+                feedback: a.feedback.clone(),
+                verify_ms: a.verify_time.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
+                prompt_tokens: a.tokens.map(|t| t.0),
+                completion_tokens: a.tokens.map(|t| t.1),
+                warm_start: a.warm_start,
             },
             Event::Skip(s) => EventView {
                 kind: "skip",
@@ -98,6 +121,11 @@ impl Event {
                 duration_ms: None,
                 reason: Some(s.why.reason()),
                 message: Some(s.why.explain(locale)),
+                feedback: None,
+                verify_ms: None,
+                prompt_tokens: None,
+                completion_tokens: None,
+                warm_start: None,
             },
         }
     }
@@ -126,7 +154,38 @@ impl Trail {
             duration,
             verdict,
             failure,
+            feedback: None,
+            verify_time: None,
+            tokens: None,
+            warm_start: None,
         }));
+    }
+
+    fn last_attempt(&mut self) -> Option<&mut Attempt> {
+        match self.events.last_mut() {
+            Some(Event::Attempt(a)) => Some(a),
+            _ => None,
+        }
+    }
+
+    /// The last attempt was verified in `time`; its answer used `tokens`.
+    pub fn verified(&mut self, time: Duration, tokens: Option<(u64, u64)>) {
+        if let Some(a) = self.last_attempt() {
+            a.verify_time = Some(time);
+            a.tokens = tokens;
+        }
+    }
+
+    /// The last attempt's answer was rejected with `feedback`.
+    pub fn rejected(&mut self, feedback: String) {
+        if let Some(a) = self.last_attempt() {
+            a.feedback = Some(feedback);
+        }
+    }
+
+    /// Lines for attempts whose answers were rejected: `local (smollm2): rejected — <feedback>`.
+    fn rejections(&self) -> impl Iterator<Item = String> + '_ {
+        self.attempts().filter_map(|a| Some(format!("{} ({}): rejected — {}", a.tier, a.model, a.feedback.as_ref()?)))
     }
 
     pub fn skip(&mut self, step: &Step, why: Why) {
@@ -177,7 +236,8 @@ impl Trail {
 
     /// One line per step that did not answer: `cloud (gpt): cloud consent missing — ...`.
     pub fn lines(&self, locale: Locale) -> Vec<String> {
-        self.events
+        let mut lines: Vec<String> = self
+            .events
             .iter()
             .filter_map(|event| {
                 let why = match event {
@@ -187,7 +247,9 @@ impl Trail {
                 let (tier, model) = event.tier_and_model();
                 Some(format!("{tier} ({model}): {}", why.explain(locale)))
             })
-            .collect()
+            .collect();
+        lines.extend(self.rejections());
+        lines
     }
 
     pub fn views(&self, locale: Locale) -> Vec<EventView> {

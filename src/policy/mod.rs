@@ -125,6 +125,7 @@ fn direct_policy(alias: &str) -> TaskConfig {
         min_tier: Tier::None,
         content_class: ContentClass::Normal,
         rules_reply: None,
+        verify: crate::config::VerifyConfig::default(),
     }
 }
 

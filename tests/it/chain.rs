@@ -21,7 +21,13 @@ async fn forwards_unknown_fields_and_rewrites_the_model() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "content-type"), "application/json");
     let bytes = response.bytes().await.unwrap();
-    assert_eq!(bytes, fixture("openai/chat_completion.json"), "the upstream body is passed on byte for byte");
+    // The upstream body byte for byte, with the trail as one more member at the end.
+    let original = fixture("openai/chat_completion.json");
+    let cut = original.iter().rposition(|&b| b == b'}').unwrap();
+    assert_eq!(&bytes[..cut], &original[..cut], "the upstream body is passed on byte for byte");
+    let parsed: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(parsed["tierwise"]["tier"], "local");
+    assert_eq!(parsed["tierwise"]["attempts"][0]["verdict"], "accept");
 
     let sent = &up.received()[0].body;
     let mut expected = body;
@@ -232,4 +238,13 @@ async fn the_task_header_wins_over_model() {
     assert_eq!(response.status(), 200);
     assert_eq!(header(&response, "x-tierwise-task"), "summarize");
     assert_eq!(up.received()[0].body["model"], "local-upstream-model");
+}
+
+#[tokio::test]
+async fn without_the_trail_in_the_body_it_is_byte_for_byte() {
+    let up = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
+    let toml = config_for(&[("local", "local", &up.base_url())], &[], "[trail]\nin_body = false\n");
+    let app = TestApp::start(&toml).await;
+    let response = app.chat(chat_body("local-model")).await;
+    assert_eq!(response.bytes().await.unwrap(), fixture("openai/chat_completion.json"));
 }

@@ -1,0 +1,311 @@
+//! Turning a run's outcome into the client's response: JSON (with the trail spliced in),
+//! a passed-through or replayed SSE stream, or an OpenAI error — with the trail headers
+//! on every path, and, for a stream whose headers went out before the answer was known,
+//! keep-alive comments and a final trail comment.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures_util::stream::{self, BoxStream};
+use futures_util::StreamExt;
+use http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use serde_json::{json, Value};
+use tracing::warn;
+
+use super::chat::{Job, CLASS_HEADER, TASK_HEADER};
+use super::replay;
+use crate::error::ApiError;
+use crate::escalate::{Answer, Outcome, Produced, RunError, Trail};
+use crate::metrics;
+use crate::policy::{self, Classification, Locale};
+use crate::upstream::{Failure, Reply, UpstreamError};
+
+const TIER_HEADER: HeaderName = HeaderName::from_static("x-tierwise-tier");
+const MODEL_HEADER: HeaderName = HeaderName::from_static("x-tierwise-model");
+const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-tierwise-attempts");
+
+type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;
+
+/// The response once the outcome is known, headers and all.
+pub fn finish(job: Job, outcome: Outcome) -> Response {
+    let Outcome { trail, result } = outcome;
+    let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
+    let mut response = match result {
+        Ok(answer) => answer_response(&job, &trail, answer),
+        Err(err) => error_of(&job, &trail, err).into_response(),
+    };
+    record(&job, &trail, answered.as_ref().map(|(t, _)| *t), response.status());
+    let (tier, model) = answered.unzip();
+    set_headers(response.headers_mut(), &job.plan.task, tier.zip(model.as_deref()), &trail, &job.classification);
+    response
+}
+
+/// The response when a verified stream takes longer than `sse_keepalive`: headers now,
+/// keep-alive comments while the run goes on, then the answer (or an error event) and
+/// a comment with the trail. Dropping the body drops the run, cancelling its calls.
+pub fn delayed(job: Job, running: Running) -> Response {
+    let interval = job.state.config.server.sse_keepalive;
+    let (task, class) = (job.plan.task.clone(), job.classification.class);
+    let body = stream::unfold(Phase::Waiting(running, Box::new(job)), move |phase| async move {
+        match phase {
+            Phase::Waiting(mut running, job) => {
+                tokio::select! {
+                    outcome = &mut running => {
+                        let mut rest = deliver(*job, outcome);
+                        let first = rest.next().await?;
+                        Some((first, Phase::Passing(rest)))
+                    }
+                    () = tokio::time::sleep(interval) => {
+                        Some((Bytes::from_static(b": keep-alive\n\n"), Phase::Waiting(running, job)))
+                    }
+                }
+            }
+            Phase::Passing(mut rest) => rest.next().await.map(|bytes| (bytes, Phase::Passing(rest))),
+        }
+    })
+    .map(Ok::<Bytes, Infallible>);
+    let mut response = sse_response(Body::from_stream(body));
+    // Only what is known before the first byte; the rest is in the trailing comment.
+    let headers = response.headers_mut();
+    let _ = try_set(headers, TASK_HEADER, &task);
+    let _ = try_set(headers, CLASS_HEADER, class.as_str());
+    response
+}
+
+enum Phase {
+    Waiting(Running, Box<Job>),
+    Passing(BoxStream<'static, Bytes>),
+}
+
+/// The rest of a delayed stream, once the outcome is known.
+fn deliver(job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
+    let Outcome { trail, result } = outcome;
+    let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
+    let status = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
+    record(&job, &trail, answered.as_ref().map(|(t, _)| *t), status);
+    let trailer = trailer_comment(&job, &trail, answered.as_ref().map(|(t, m)| (*t, m.as_str())));
+    let include_usage = job.request.include_usage();
+    match result {
+        Ok(Answer { produced: Produced::Upstream(Reply::Stream { first, rest }), .. }) => {
+            passthrough(first, rest).chain(stream::once(async move { trailer })).boxed()
+        }
+        Ok(Answer { produced: Produced::Completion(completion), .. }) => {
+            stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
+        }
+        Ok(Answer { produced: Produced::Rules(reply), .. }) => {
+            let completion = replay::rules_completion(&reply);
+            stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
+        }
+        Ok(Answer { produced: Produced::Upstream(Reply::Json(bytes)), .. }) => {
+            let completion: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+            stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
+        }
+        Err(err) => {
+            let event = error_event(&error_of(&job, &trail, err));
+            stream::iter([event, trailer]).boxed()
+        }
+    }
+}
+
+/// `: tierwise {...}` — what the headers could not say when they went out.
+fn trailer_comment(job: &Job, trail: &Trail, answered: Option<(&str, &str)>) -> Bytes {
+    let summary = json!({
+        "task": job.plan.task,
+        "tier": answered.map(|a| a.0).unwrap_or("none"),
+        "model": answered.map(|a| a.1),
+        "attempts": trail.header_value(),
+    });
+    Bytes::from(format!(": tierwise {summary}\n\n"))
+}
+
+fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
+    let (tier, model) = (answer.step.tier.as_str(), answer.step.model.clone());
+    match answer.produced {
+        Produced::Upstream(Reply::Json(body)) => {
+            let body = if job.state.config.server.trail_in_body {
+                splice_trail(body, &trail_object(job, trail, tier, &model))
+            } else {
+                body
+            };
+            json_response(body)
+        }
+        Produced::Upstream(Reply::Stream { first, rest }) => {
+            sse_response(Body::from_stream(passthrough(first, rest).map(Ok::<Bytes, Infallible>)))
+        }
+        Produced::Completion(completion) => {
+            sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
+        }
+        Produced::Rules(reply) => {
+            let mut completion = replay::rules_completion(&reply);
+            if job.request.is_stream() {
+                sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
+            } else {
+                if job.state.config.server.trail_in_body {
+                    completion["tierwise"] = trail_object(job, trail, tier, &model);
+                }
+                json_response(Bytes::from(completion.to_string()))
+            }
+        }
+    }
+}
+
+/// The upstream's events as they come; a break after the first ends the stream with an
+/// OpenAI error event.
+fn passthrough(
+    first: Bytes,
+    rest: impl futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
+) -> BoxStream<'static, Bytes> {
+    let rest = rest.map(|event| match event {
+        Ok(bytes) => bytes,
+        Err(err) => {
+            warn!(error = %err, "upstream stream broke after the first event");
+            stream_error_event(&err)
+        }
+    });
+    stream::once(async move { first }).chain(rest).boxed()
+}
+
+/// The full trail, as the `tierwise` object of a JSON body.
+fn trail_object(job: &Job, trail: &Trail, tier: &str, model: &str) -> Value {
+    json!({
+        "task": job.plan.task,
+        "profile": job.profile,
+        "tier": tier,
+        "model": model,
+        "content_class": job.classification.class,
+        "attempts": trail.views(job.locale),
+    })
+}
+
+/// Inserts `"tierwise": {...}` as the last member of a JSON object body, leaving every
+/// other byte as the upstream sent it.
+fn splice_trail(body: Bytes, trail: &Value) -> Bytes {
+    let end = body.iter().rposition(|b| !b.is_ascii_whitespace());
+    let Some(end) = end.filter(|&i| body[i] == b'}') else { return body };
+    let empty = body[..end].iter().rposition(|b| !b.is_ascii_whitespace()).is_some_and(|i| body[i] == b'{');
+    let mut out = Vec::with_capacity(body.len() + 512);
+    out.extend_from_slice(&body[..end]);
+    out.extend_from_slice(if empty { b"\"tierwise\":" } else { b",\"tierwise\":" });
+    out.extend_from_slice(trail.to_string().as_bytes());
+    out.extend_from_slice(&body[end..]);
+    Bytes::from(out)
+}
+
+fn error_of(job: &Job, trail: &Trail, err: RunError) -> ApiError {
+    match err {
+        RunError::Refused(err) => {
+            let key = job
+                .state
+                .upstreams
+                .get(&err.upstream)
+                .and_then(|u| u.config.api_key.as_ref().map(|k| k.expose().to_string()));
+            ApiError::refused(&err, key.as_deref())
+        }
+        RunError::Exhausted { last } => exhausted(&job.plan.task, trail, last.as_ref(), job.locale),
+    }
+}
+
+fn record(job: &Job, trail: &Trail, tier: Option<&str>, status: StatusCode) {
+    let outcome = if tier.is_some() {
+        metrics::Outcome::Answered
+    } else if status.is_client_error() {
+        metrics::Outcome::Refused
+    } else {
+        metrics::Outcome::Failed
+    };
+    job.state.metrics.request_finished(&job.plan.task, trail, tier, outcome, job.started.elapsed());
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn sse_response(body: Body) -> Response {
+    let mut response = Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    headers.insert(HeaderName::from_static("x-accel-buffering"), HeaderValue::from_static("no"));
+    response
+}
+
+/// An SSE event in the OpenAI error shape: the SDKs raise it as an `APIError`.
+fn error_event(err: &ApiError) -> Bytes {
+    let mut event = b"data: ".to_vec();
+    event.extend_from_slice(&err.envelope());
+    event.extend_from_slice(b"\n\n");
+    Bytes::from(event)
+}
+
+fn stream_error_event(err: &UpstreamError) -> Bytes {
+    error_event(&ApiError::Exhausted {
+        status: StatusCode::BAD_GATEWAY,
+        code: "upstream_stream_error",
+        message: err.to_string(),
+        skipped: None,
+    })
+}
+
+/// Every step was skipped, failed or rejected: 503 if nothing could even be called, 504
+/// if the last failure was a timeout, else 502. One line per step, localized, and the
+/// same machine-readable in `error.skipped`.
+fn exhausted(task: &str, trail: &Trail, last: Option<&UpstreamError>, locale: Locale) -> ApiError {
+    let called = trail.attempts().next().is_some();
+    let (status, code) = match last {
+        None if called => (StatusCode::BAD_GATEWAY, "upstream_error"),
+        None => (StatusCode::SERVICE_UNAVAILABLE, "no_tier_available"),
+        Some(err) if err.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        Some(err) if matches!(err.failure, Failure::Connect(_)) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
+        Some(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
+    };
+    let mut lines = vec![policy::nothing_answered(task, locale)];
+    lines.extend(trail.lines(locale).into_iter().map(|l| format!("- {l}")));
+    if trail.events.is_empty() {
+        lines.push("- (no steps)".into());
+    }
+    let skipped = serde_json::to_value(trail.views(locale)).ok();
+    ApiError::Exhausted { status, code, message: lines.join("\n"), skipped }
+}
+
+fn try_set(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Option<()> {
+    headers.insert(name, HeaderValue::try_from(value).ok()?);
+    Some(())
+}
+
+/// The trail headers. Config names are validated plain ASCII, so these succeed.
+pub fn set_headers(
+    headers: &mut HeaderMap,
+    task: &str,
+    answered: Option<(&str, &str)>,
+    trail: &Trail,
+    classification: &Classification,
+) {
+    let _ = try_set(headers, TASK_HEADER, task);
+    let _ = try_set(headers, TIER_HEADER, answered.map(|a| a.0).unwrap_or("none"));
+    if let Some((_, model)) = answered {
+        let _ = try_set(headers, MODEL_HEADER, model);
+    }
+    let _ = try_set(headers, ATTEMPTS_HEADER, &trail.header_value());
+    let _ = try_set(headers, CLASS_HEADER, classification.class.as_str());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_trail_is_spliced_in_as_the_last_member() {
+        let trail = json!({"tier": "local"});
+        let spliced = splice_trail(Bytes::from("{\"id\":\"x\",\"choices\":[]}\n"), &trail);
+        assert_eq!(spliced, &b"{\"id\":\"x\",\"choices\":[],\"tierwise\":{\"tier\":\"local\"}}\n"[..]);
+        assert_eq!(splice_trail(Bytes::from("{ }"), &trail), &b"{ \"tierwise\":{\"tier\":\"local\"}}"[..]);
+        assert_eq!(splice_trail(Bytes::from("[1]"), &trail), &b"[1]"[..], "not an object: untouched");
+    }
+}

@@ -1,0 +1,116 @@
+//! The LLM judge: asks a model (through the same upstream machinery) whether an answer is
+//! good enough, for a JSON verdict `{"accept": bool, "feedback": "..."}`. Anything else —
+//! prose without a verdict, a timeout, an upstream error — means escalate.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::wire::{ChatRequest, Content, Role};
+use crate::upstream::{Reply, Upstream};
+
+/// The built-in judge prompt. `{system}`, `{user}` and `{answer}` are replaced.
+pub const DEFAULT_PROMPT: &str = "You review answers written by an AI assistant. Decide whether the ANSWER fully and \
+correctly responds to the USER's last message while following the SYSTEM instructions.\n\n\
+SYSTEM:\n{system}\n\nUSER:\n{user}\n\nANSWER:\n{answer}\n\n\
+Reply with one JSON object and nothing else: {\"accept\": true or false, \"feedback\": \"if not accepted: what is \
+wrong and how to fix it, in one or two sentences\"}";
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Verdict {
+    pub accept: bool,
+    #[serde(default)]
+    pub feedback: String,
+}
+
+/// The judge prompt for `request` and `answer`.
+pub fn render(template: &str, request: &ChatRequest, answer: &str) -> String {
+    let system: Vec<&str> = request
+        .messages
+        .iter()
+        .filter(|m| matches!(m.role, Role::System | Role::Developer))
+        .filter_map(|m| text_of(m.content.as_ref()))
+        .collect();
+    let user = request.messages.iter().rev().find(|m| m.role == Role::User).and_then(|m| text_of(m.content.as_ref()));
+    let system = if system.is_empty() { "(none)".to_string() } else { system.join("\n") };
+    template.replace("{system}", &system).replace("{user}", user.unwrap_or("(none)")).replace("{answer}", answer)
+}
+
+fn text_of(content: Option<&Content>) -> Option<&str> {
+    match content? {
+        Content::Text(text) => Some(text),
+        Content::Parts(parts) => parts.iter().rev().find_map(|p| p.get("text")?.as_str()),
+    }
+}
+
+/// Asks `model` on `upstream`; `Err` carries the reason the verdict is unknown.
+pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Duration) -> Result<Verdict, String> {
+    let body = json!({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": 256,
+        "response_format": {"type": "json_object"},
+    });
+    let body = Bytes::from(body.to_string());
+    let reply = tokio::time::timeout(timeout, upstream.chat(body, false))
+        .await
+        .map_err(|_| format!("the judge did not answer within {} ms", timeout.as_millis()))?
+        .map_err(|e| format!("the judge failed: {e}"))?;
+    let Reply::Json(bytes) = reply else { return Err("the judge streamed an answer".into()) };
+    let completion: Value =
+        serde_json::from_slice(&bytes).map_err(|e| format!("the judge's answer is not JSON: {e}"))?;
+    let text = completion.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
+    parse_verdict(text)
+}
+
+/// The first JSON object with a boolean `accept` in `text`, tolerating code fences and
+/// prose around it.
+pub fn parse_verdict(text: &str) -> Result<Verdict, String> {
+    for (start, _) in text.match_indices('{') {
+        let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
+        if let Some(Ok(value)) = stream.next() {
+            if value.get("accept").is_some_and(Value::is_boolean) {
+                return serde_json::from_value(value).map_err(|e| format!("unusable verdict: {e}"));
+            }
+        }
+    }
+    let excerpt: String = text.chars().take(120).collect();
+    Err(format!("no verdict in the judge's answer: {excerpt:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_verdict_in_fences_and_prose() {
+        let v = parse_verdict("Sure!\n```json\n{\"accept\": false, \"feedback\": \"Name the capital.\"}\n```").unwrap();
+        assert_eq!(v, Verdict { accept: false, feedback: "Name the capital.".into() });
+        let v = parse_verdict("{\"note\": {\"x\": 1}} then {\"accept\": true}").unwrap();
+        assert!(v.accept && v.feedback.is_empty());
+    }
+
+    #[test]
+    fn no_verdict_is_an_error() {
+        assert!(parse_verdict("Looks good to me.").unwrap_err().starts_with("no verdict"));
+        assert!(parse_verdict("{\"accept\": \"yes\"}").is_err());
+        assert!(parse_verdict("{\"accept\": tru").is_err());
+    }
+
+    #[test]
+    fn the_prompt_holds_system_user_and_answer() {
+        let request: ChatRequest = serde_json::from_value(json!({"messages": [
+            {"role": "system", "content": "Be brief."},
+            {"role": "user", "content": "first"},
+            {"role": "assistant", "content": "x"},
+            {"role": "user", "content": [{"type": "text", "text": "Capital of France?"}]}
+        ]}))
+        .unwrap();
+        let prompt = render(DEFAULT_PROMPT, &request, "Paris.");
+        assert!(prompt.contains("SYSTEM:\nBe brief.") && prompt.contains("USER:\nCapital of France?"));
+        assert!(prompt.contains("ANSWER:\nParis."));
+    }
+}
