@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn, Span};
 
 use crate::api;
+use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
@@ -33,6 +34,8 @@ pub struct AppState {
     /// One pooled client per upstream, shared by all requests.
     pub upstreams: Arc<Upstreams>,
     pub metrics: Metrics,
+    /// The audit log's sending side; closed (flushed) when `serve` ends.
+    pub audit: Arc<Audit>,
     /// When this config was loaded (unix seconds): the `created` of `/v1/models`.
     pub loaded_at_unix: u64,
 }
@@ -42,7 +45,18 @@ impl AppState {
         let upstreams = Upstreams::from_config(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(AppState { config: Arc::new(config), upstreams: Arc::new(upstreams), metrics, loaded_at_unix })
+        let audit = match &config.audit {
+            None => Audit::disabled(),
+            Some(audit) => Audit::start(audit)
+                .map_err(|e| format!("cannot open the audit log {} (audit.path): {e}", audit.path.display()))?,
+        };
+        Ok(AppState {
+            config: Arc::new(config),
+            upstreams: Arc::new(upstreams),
+            metrics,
+            audit: Arc::new(audit),
+            loaded_at_unix,
+        })
     }
 }
 
@@ -75,13 +89,15 @@ pub fn build_router(state: AppState) -> Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-/// (streams included) finish for up to `server.shutdown_grace_ms`.
+/// (streams included) finish for up to `server.shutdown_grace_ms`; then flushes and
+/// closes the audit log.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let grace = state.config.server.shutdown_grace;
+    let audit = state.audit.clone();
     let signalled = Arc::new(Notify::new());
     let notify = signalled.clone();
     let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
@@ -89,13 +105,18 @@ pub async fn serve(
         info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
         notify.notify_one();
     });
-    tokio::select! {
+    let result = tokio::select! {
         result = server => result,
         () = grace_expired(signalled, grace) => {
             warn!("grace period over: dropping the requests still in flight");
             Ok(())
         }
+    };
+    audit.close().await;
+    if audit.lost() > 0 {
+        warn!(lost = audit.lost(), "audit records were lost (see tierwise_audit_lost_total)");
     }
+    result
 }
 
 async fn grace_expired(signalled: Arc<Notify>, grace: Duration) {

@@ -188,6 +188,14 @@ impl ApiError {
         Some(Value::String(code.into()))
     }
 
+    /// The error code as text, for logs and the audit log.
+    pub fn code_str(&self) -> Option<String> {
+        self.code().map(|c| match c {
+            Value::String(s) => s,
+            other => other.to_string(),
+        })
+    }
+
     /// The envelope as bytes (also used for SSE error events).
     pub fn envelope(&self) -> Bytes {
         let message = self.message();

@@ -18,11 +18,13 @@
 //!   (`tierwise explain`, `POST /v1/tierwise/explain`).
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
 //!   problem reported at once).
+//! - [`audit`]      — one JSON line per request, written off the request path.
 //! - [`metrics`]    — every Prometheus metric, one typed function per event.
 //! - [`error`]      — `ApiError`: status mapping and the OpenAI error envelope.
 
 pub mod api;
 pub mod app;
+pub mod audit;
 pub mod config;
 pub mod error;
 pub mod escalate;

@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 use crate::escalate::{Event, Trail};
 use crate::policy::SkipReason;
@@ -22,6 +24,7 @@ pub struct Metrics {
     skips: IntCounterVec,
     privacy_blocked: IntCounterVec,
     in_flight: IntGauge,
+    audit_lost: IntCounter,
 }
 
 /// How a request ended, as a metric label.
@@ -83,9 +86,12 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(skips.clone()))?;
+        let audit_lost =
+            IntCounter::new("tierwise_audit_lost_total", "Audit records that could not be queued or written")?;
         registry.register(Box::new(privacy_blocked.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        Ok(Metrics { registry, requests, request_duration, attempts, skips, privacy_blocked, in_flight })
+        registry.register(Box::new(audit_lost.clone()))?;
+        Ok(Metrics { registry, requests, request_duration, attempts, skips, privacy_blocked, in_flight, audit_lost })
     }
 
     pub fn request_started(&self) -> InFlight {
@@ -118,6 +124,14 @@ impl Metrics {
     pub fn request_refused(&self, task: &str, code: &'static str) {
         self.requests.with_label_values(&[task, "none", "refused"]).inc();
         self.privacy_blocked.with_label_values(&[task, code]).inc();
+    }
+
+    /// Brings `tierwise_audit_lost_total` up to the audit log's own count.
+    pub fn audit_lost(&self, total: u64) {
+        let seen = self.audit_lost.get();
+        if total > seen {
+            self.audit_lost.inc_by(total - seen);
+        }
     }
 
     /// The text exposition format.

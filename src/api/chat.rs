@@ -30,29 +30,35 @@ pub async fn chat_completions(
 ) -> Response {
     let in_flight = state.metrics.request_started();
     let started = Instant::now();
+    let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let config = &state.config;
+    let early = |err: ApiError, task: Option<&str>| {
+        respond::audit_early(&state, &request_id, task, &err);
+        err.into_response()
+    };
     let caller = match auth::identify(config, &headers) {
         Ok(caller) => caller,
-        Err(err) => return err.into_response(),
+        Err(err) => return early(err, None),
     };
     let locale = auth::locale(&headers, caller.profile);
     let Prepared { resolved, classification } = match prepare(config, &headers, &mut request) {
         Ok(prepared) => prepared,
-        Err(err) => return err.into_response(),
+        Err(err) => return early(err, None),
     };
     let plan_request = PlanRequest { resolved: &resolved, profile: caller.profile, class: &classification };
     let plan = match policy::plan(config, &plan_request) {
         Ok(plan) => plan,
         Err(refusal) => {
             state.metrics.request_refused(&resolved.task, refusal.code());
-            let mut response =
-                ApiError::Forbidden { code: refusal.code(), message: refusal.explain(locale) }.into_response();
+            let err = ApiError::Forbidden { code: refusal.code(), message: refusal.explain(locale) };
+            let mut response = early(err, Some(&resolved.task));
             respond::set_headers(response.headers_mut(), &resolved.task, None, &Trail::default(), &classification);
             return response;
         }
     };
     let may_buffer = request.is_stream() && (0..plan.steps.len()).any(|i| escalate::is_verified(config, &plan, i));
     let job = Job {
+        request_id,
         state: state.clone(),
         request: Arc::new(request),
         plan: Arc::new(plan),
@@ -79,6 +85,7 @@ pub async fn chat_completions(
 /// Everything a request's run and response need, owned, so a delayed stream can carry
 /// it past the handler.
 pub struct Job {
+    pub request_id: String,
     pub state: AppState,
     pub request: Arc<ChatRequest>,
     pub plan: Arc<Plan>,

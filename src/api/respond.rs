@@ -35,11 +35,17 @@ type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 pub fn finish(job: Job, outcome: Outcome) -> Response {
     let Outcome { trail, result } = outcome;
     let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
-    let mut response = match result {
-        Ok(answer) => answer_response(&job, &trail, answer),
-        Err(err) => error_of(&job, &trail, err).into_response(),
+    let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
+    let (mut response, error) = match result {
+        Ok(answer) => (answer_response(&job, &trail, answer), None),
+        Err(err) => {
+            let err = error_of(&job, &trail, err);
+            let code = err.code_str();
+            (err.into_response(), code)
+        }
     };
-    record(&job, &trail, answered.as_ref().map(|(t, _)| *t), response.status());
+    let tier_model = answered.as_ref().map(|(t, m)| (*t, m.as_str()));
+    record(&job, &trail, tier_model, response.status(), error.as_deref(), answer_text);
     let (tier, model) = answered.unzip();
     set_headers(response.headers_mut(), &job.plan.task, tier.zip(model.as_deref()), &trail, &job.classification);
     response
@@ -86,8 +92,15 @@ enum Phase {
 fn deliver(job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
     let Outcome { trail, result } = outcome;
     let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
-    let status = if result.is_ok() { StatusCode::OK } else { StatusCode::BAD_GATEWAY };
-    record(&job, &trail, answered.as_ref().map(|(t, _)| *t), status);
+    let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
+    let error = match &result {
+        Ok(_) => None,
+        Err(RunError::Refused(_)) => Some("upstream_refused".to_string()),
+        Err(RunError::Exhausted { .. }) => Some("no_answer".to_string()),
+    };
+    // The status line went out before the answer was known: 200.
+    let tier_model = answered.as_ref().map(|(t, m)| (*t, m.as_str()));
+    record(&job, &trail, tier_model, StatusCode::OK, error.as_deref(), answer_text);
     let trailer = trailer_comment(&job, &trail, answered.as_ref().map(|(t, m)| (*t, m.as_str())));
     let include_usage = job.request.include_usage();
     match result {
@@ -210,15 +223,96 @@ fn error_of(job: &Job, trail: &Trail, err: RunError) -> ApiError {
     }
 }
 
-fn record(job: &Job, trail: &Trail, tier: Option<&str>, status: StatusCode) {
-    let outcome = if tier.is_some() {
+/// Metrics and the audit line for a finished request.
+fn record(
+    job: &Job,
+    trail: &Trail,
+    answered: Option<(&str, &str)>,
+    status: StatusCode,
+    error: Option<&str>,
+    answer: Option<String>,
+) {
+    let outcome = if answered.is_some() {
         metrics::Outcome::Answered
     } else if status.is_client_error() {
         metrics::Outcome::Refused
     } else {
         metrics::Outcome::Failed
     };
-    job.state.metrics.request_finished(&job.plan.task, trail, tier, outcome, job.started.elapsed());
+    let took = job.started.elapsed();
+    job.state.metrics.request_finished(&job.plan.task, trail, answered.map(|a| a.0), outcome, took);
+    let audit = &job.state.audit;
+    if !audit.enabled() {
+        return;
+    }
+    let plan: Vec<Value> = job
+        .plan
+        .steps
+        .iter()
+        .map(|s| {
+            let (action, reason) = match &s.action {
+                crate::policy::Action::Run => ("run", None),
+                crate::policy::Action::Skip(why) => ("skip", Some(why.reason())),
+            };
+            json!({"step": s.step.index, "tier": s.step.tier, "model": s.step.model, "action": action, "reason": reason})
+        })
+        .collect();
+    let (prompt, completion) =
+        trail.attempts().filter_map(|a| a.tokens).fold((0, 0), |acc, t| (acc.0 + t.0, acc.1 + t.1));
+    let mut line = json!({
+        "id": job.request_id,
+        "time": crate::audit::timestamp(std::time::SystemTime::now()),
+        "task": job.plan.task,
+        "profile": job.profile,
+        "content_class": job.classification.class,
+        "class_because": job.classification.because,
+        "stream": job.request.is_stream(),
+        "status": status.as_u16(),
+        "outcome": match outcome { metrics::Outcome::Answered => "answered", metrics::Outcome::Refused => "refused", metrics::Outcome::Failed => "failed" },
+        "error": error,
+        "tier": answered.map(|a| a.0),
+        "model": answered.map(|a| a.1),
+        "plan": plan,
+        "attempts": trail.views(Locale::En),
+        "rules_reply": job.plan.rules_reply.is_some(),
+        "duration_ms": (took.as_secs_f64() * 1e6).round() / 1e3,
+        "tokens": {"prompt": prompt, "completion": completion},
+    });
+    if audit.include_content {
+        line["messages"] = serde_json::to_value(&job.request.messages).unwrap_or(Value::Null);
+        line["answer"] = answer.map(Value::String).unwrap_or(Value::Null);
+    }
+    audit.record(line);
+}
+
+/// The answer's text, when the audit log keeps content and it is known without reading
+/// a stream.
+fn answer_text(job: &Job, answer: &Answer) -> Option<String> {
+    if !job.state.audit.include_content {
+        return None;
+    }
+    let completion = match &answer.produced {
+        Produced::Upstream(Reply::Json(bytes)) => serde_json::from_slice(bytes).ok()?,
+        Produced::Completion(completion) => completion.clone(),
+        Produced::Rules(reply) => return Some(reply.clone()),
+        Produced::Upstream(Reply::Stream { .. }) => return None,
+    };
+    Some(crate::escalate::Candidate::from_completion(&completion).text)
+}
+
+/// The audit line of a request refused before it had a plan (bad request, auth, policy).
+pub fn audit_early(state: &crate::app::AppState, request_id: &str, task: Option<&str>, err: &ApiError) {
+    if !state.audit.enabled() {
+        return;
+    }
+    state.audit.record(json!({
+        "id": request_id,
+        "time": crate::audit::timestamp(std::time::SystemTime::now()),
+        "task": task,
+        "status": err.status().as_u16(),
+        "outcome": "refused",
+        "error": err.code_str(),
+    }));
 }
 
 fn json_response(body: Bytes) -> Response {

@@ -12,7 +12,8 @@ use super::{defaults, Config};
 
 /// Top-level sections an env var may set; any other `TIERWISE_*` var (such as
 /// `TIERWISE_CONFIG` or a client key named by `key_env`) is not config.
-const ENV_SECTIONS: [&str; 8] = ["server", "upstreams", "models", "tasks", "profiles", "auth", "detect", "trail"];
+const ENV_SECTIONS: [&str; 9] =
+    ["server", "upstreams", "models", "tasks", "profiles", "auth", "detect", "trail", "audit"];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConfigSource {

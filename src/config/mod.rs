@@ -38,6 +38,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The sensitive-content detector (`[detect]`), compiled.
     pub detector: Detector,
+    /// `[audit]`; `None` when no path is set.
+    pub audit: Option<crate::audit::AuditConfig>,
     /// Where this config came from, for `check-config` and `/readyz`.
     pub source: ConfigSource,
 }

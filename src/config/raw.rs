@@ -29,6 +29,25 @@ pub struct RawConfig {
     pub detect: RawDetect,
     #[serde(default)]
     pub trail: RawTrail,
+    #[serde(default)]
+    pub audit: RawAudit,
+}
+
+/// `[audit]`: one JSON line per request.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAudit {
+    /// The JSONL file. Absent: no audit log.
+    pub path: Option<String>,
+    /// Include request messages and answers. Default false.
+    pub include_content: Option<bool>,
+    /// Rotate past this size, in bytes. Default 104857600 (100 MiB).
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept. Default 5.
+    pub keep: Option<usize>,
+    /// Records that may wait for the writer before new ones are lost (and counted).
+    /// Default 8192.
+    pub queue: Option<usize>,
 }
 
 /// `[trail]`: how the record of attempts reaches the client.

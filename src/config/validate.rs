@@ -191,9 +191,28 @@ pub fn validate(
     let listen_is_loopback = server.as_ref().is_none_or(|s| s.listen.ip().is_loopback());
     let auth = validate_access::auth(raw, &profiles, listen_is_loopback, env, &mut problems);
     let detector = validate_access::detector(&raw.detect, &mut problems);
+    let audit = raw.audit.path.as_ref().map(|path| crate::audit::AuditConfig {
+        path: path.into(),
+        include_content: raw.audit.include_content.unwrap_or(false),
+        max_bytes: raw.audit.max_bytes.unwrap_or(100 * 1024 * 1024),
+        keep: raw.audit.keep.unwrap_or(5),
+        queue: raw.audit.queue.unwrap_or(8192),
+    });
+    if let Some(audit) = &audit {
+        let parent = audit.path.parent().filter(|p| !p.as_os_str().is_empty());
+        if parent.is_some_and(|p| !p.is_dir()) {
+            problems.hint(
+                "audit.path",
+                format!("the directory of {} does not exist", audit.path.display()),
+                "create it, or point audit.path elsewhere",
+            );
+        }
+    }
 
     match (problems.0.is_empty(), server) {
-        (true, Some(server)) => Ok(Config { server, upstreams, models, tasks, profiles, auth, detector, source }),
+        (true, Some(server)) => {
+            Ok(Config { server, upstreams, models, tasks, profiles, auth, detector, audit, source })
+        }
         _ => Err(problems.0),
     }
 }

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod audit;
 mod chain;
 mod cli;
 mod detector;
