@@ -15,3 +15,4 @@ mod privacy;
 mod sdk;
 mod streaming;
 mod verify;
+mod verify_e2e;
