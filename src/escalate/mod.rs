@@ -18,7 +18,7 @@ use crate::policy::{Action, ContentClass, Plan, Step, Tier, Why};
 use crate::upstream::{Failure, Reply, UpstreamError, Upstreams};
 
 pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict};
-pub use verify::{Candidate, Check, DEFAULT_REFUSALS};
+pub use verify::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
 
 /// What answered.
 pub enum Produced {
