@@ -10,6 +10,30 @@ use prometheus::{
 use crate::escalate::{Event, Trail};
 use crate::policy::SkipReason;
 
+/// Every metric family tierwise exports, with its type and labels. Dashboards and tests
+/// check their queries against this list.
+pub const EXPORTED: &[(&str, &str, &[&str])] = &[
+    ("tierwise_requests_total", "counter", &["task", "tier", "outcome"]),
+    ("tierwise_request_duration_seconds", "histogram", &["task", "tier"]),
+    ("tierwise_attempts_total", "counter", &["task", "tier", "model", "verdict"]),
+    ("tierwise_attempt_duration_seconds", "histogram", &["tier", "model"]),
+    ("tierwise_skips_total", "counter", &["task", "tier", "reason"]),
+    ("tierwise_escalations_total", "counter", &["task", "from_tier", "to_tier"]),
+    ("tierwise_warm_starts_total", "counter", &["model", "warm"]),
+    ("tierwise_verifier_duration_seconds", "histogram", &["task"]),
+    ("tierwise_verifier_verdicts_total", "counter", &["task", "verdict"]),
+    ("tierwise_tokens_total", "counter", &["tier", "model", "kind"]),
+    ("tierwise_time_to_first_token_seconds", "histogram", &["tier", "model"]),
+    ("tierwise_overhead_seconds", "histogram", &[]),
+    ("tierwise_in_flight_requests", "gauge", &[]),
+    ("tierwise_privacy_blocked_total", "counter", &["task", "reason"]),
+    ("tierwise_upstream_up", "gauge", &["upstream"]),
+    ("tierwise_model_load_seconds", "gauge", &["model"]),
+    ("tierwise_cost_usd_total", "counter", &["tier", "model"]),
+    ("tierwise_cost_avoided_usd_total", "counter", &["task"]),
+    ("tierwise_audit_lost_total", "counter", &[]),
+];
+
 /// Seconds; LLM calls range from milliseconds to minutes.
 const LATENCY_BUCKETS: &[f64] =
     &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
