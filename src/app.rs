@@ -75,17 +75,22 @@ pub fn build_router(state: AppState) -> Router {
         // Deadline until the response starts (streams then run on their own timeouts).
         .layer(middleware::from_fn_with_state(server.request_timeout, request_timeout));
 
-    Router::new()
+    let routes = Router::new()
         .route("/v1/chat/completions", post(api::chat::chat_completions))
         .route("/v1/models", get(api::models::list_models))
         .route("/v1/tierwise/explain", post(api::explain::explain_request))
         .route("/healthz", get(api::health::healthz))
-        .route("/readyz", get(api::health::readyz))
-        .route("/metrics", get(api::health::metrics))
-        .fallback(api::unknown_url)
-        .method_not_allowed_fallback(api::method_not_allowed)
-        .with_state(state)
-        .layer(edge)
+        .route("/readyz", get(api::health::readyz));
+    let routes = match server.metrics_listen {
+        None => routes.route("/metrics", get(api::health::metrics)),
+        Some(_) => routes,
+    };
+    routes.fallback(api::unknown_url).method_not_allowed_fallback(api::method_not_allowed).with_state(state).layer(edge)
+}
+
+/// The router of `server.metrics_listen`: `/metrics` only.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new().route("/metrics", get(api::health::metrics)).fallback(api::unknown_url).with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
@@ -98,6 +103,21 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let grace = state.config.server.shutdown_grace;
     let audit = state.audit.clone();
+    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
+    if let Some(addr) = state.config.server.metrics_listen {
+        let listener = TcpListener::bind(addr).await?;
+        info!(%addr, "metrics listening");
+        let router = metrics_router(state.clone());
+        let mut stopped = metrics_stopped;
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = stopped.wait_for(|stop| *stop).await;
+            };
+            if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
+                warn!(error = %err, "the metrics listener failed");
+            }
+        });
+    }
     let signalled = Arc::new(Notify::new());
     let notify = signalled.clone();
     let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
@@ -112,6 +132,7 @@ pub async fn serve(
             Ok(())
         }
     };
+    let _ = stop_metrics.send(true);
     audit.close().await;
     if audit.lost() > 0 {
         warn!(lost = audit.lost(), "audit records were lost (see tierwise_audit_lost_total)");

@@ -3,12 +3,15 @@
 
 use std::time::Duration;
 
+use prometheus::core::Collector;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::escalate::{Event, Trail};
-use crate::policy::SkipReason;
+use crate::config::Config;
+use crate::escalate::{Event, Trail, Verdict};
+use crate::policy::{SkipReason, Tier};
 
 /// Every metric family tierwise exports, with its type and labels. Dashboards and tests
 /// check their queries against this list.
@@ -36,7 +39,15 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
 
 /// Seconds; LLM calls range from milliseconds to minutes.
 const LATENCY_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0];
+    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
+
+/// Seconds; tierwise's own time per request is microseconds.
+const OVERHEAD_BUCKETS: &[f64] =
+    &[0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1];
+
+/// Seconds; deterministic checks are microseconds, a judge is seconds.
+const VERIFIER_BUCKETS: &[f64] =
+    &[0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -45,10 +56,24 @@ pub struct Metrics {
     requests: IntCounterVec,
     request_duration: HistogramVec,
     attempts: IntCounterVec,
+    attempt_duration: HistogramVec,
     skips: IntCounterVec,
-    privacy_blocked: IntCounterVec,
+    escalations: IntCounterVec,
+    warm_starts: IntCounterVec,
+    verifier_duration: HistogramVec,
+    verifier_verdicts: IntCounterVec,
+    tokens: IntCounterVec,
+    ttft: HistogramVec,
+    overhead: Histogram,
     in_flight: IntGauge,
+    privacy_blocked: IntCounterVec,
+    upstream_up: IntGaugeVec,
+    model_load: GaugeVec,
+    cost: CounterVec,
+    cost_avoided: CounterVec,
     audit_lost: IntCounter,
+    /// Every family's name, as registered.
+    names: Vec<String>,
 }
 
 /// How a request ended, as a metric label.
@@ -60,7 +85,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Answered => "answered",
             Outcome::Refused => "refused",
@@ -78,44 +103,153 @@ impl Drop for InFlight {
     }
 }
 
+/// A finished request, as the metrics see it.
+pub struct Finished<'a> {
+    pub task: &'a str,
+    pub trail: &'a Trail,
+    /// The tier that answered, if any.
+    pub tier: Option<&'a str>,
+    pub outcome: Outcome,
+    /// Until the response (or, for a stream, its first byte) was ready.
+    pub took: Duration,
+}
+
+fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
+    IntCounterVec::new(Opts::new(name, help), labels)
+}
+
+fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> Result<HistogramVec, prometheus::Error> {
+    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
+}
+
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let registry = Registry::new();
-        let requests = IntCounterVec::new(
-            Opts::new("tierwise_requests_total", "Chat completion requests by task, answering tier and outcome"),
-            &["task", "tier", "outcome"],
-        )?;
-        let request_duration = HistogramVec::new(
-            HistogramOpts::new(
+        let m = Metrics {
+            registry: Registry::new(),
+            requests: counter(
+                "tierwise_requests_total",
+                "Chat completion requests by task, answering tier and outcome",
+                &["task", "tier", "outcome"],
+            )?,
+            request_duration: histogram(
                 "tierwise_request_duration_seconds",
-                "Time until the answer started, by task and answering tier",
-            )
-            .buckets(LATENCY_BUCKETS.to_vec()),
-            &["task", "tier"],
-        )?;
-        let attempts = IntCounterVec::new(
-            Opts::new("tierwise_attempts_total", "Upstream calls by task, tier, model alias and verdict"),
-            &["task", "tier", "model", "verdict"],
-        )?;
-        let skips = IntCounterVec::new(
-            Opts::new("tierwise_skips_total", "Steps skipped without a call, by task, tier and reason"),
-            &["task", "tier", "reason"],
-        )?;
-        let privacy_blocked = IntCounterVec::new(
-            Opts::new("tierwise_privacy_blocked_total", "Requests refused by the tier policy, by task and reason"),
-            &["task", "reason"],
-        )?;
-        let in_flight = IntGauge::new("tierwise_in_flight_requests", "Chat completion requests being handled")?;
-        registry.register(Box::new(requests.clone()))?;
-        registry.register(Box::new(request_duration.clone()))?;
-        registry.register(Box::new(attempts.clone()))?;
-        registry.register(Box::new(skips.clone()))?;
-        let audit_lost =
-            IntCounter::new("tierwise_audit_lost_total", "Audit records that could not be queued or written")?;
-        registry.register(Box::new(privacy_blocked.clone()))?;
-        registry.register(Box::new(in_flight.clone()))?;
-        registry.register(Box::new(audit_lost.clone()))?;
-        Ok(Metrics { registry, requests, request_duration, attempts, skips, privacy_blocked, in_flight, audit_lost })
+                "Time until the answer (a stream: its first byte), by task and answering tier",
+                LATENCY_BUCKETS,
+                &["task", "tier"],
+            )?,
+            attempts: counter(
+                "tierwise_attempts_total",
+                "Upstream calls by task, tier, model alias and verdict",
+                &["task", "tier", "model", "verdict"],
+            )?,
+            attempt_duration: histogram(
+                "tierwise_attempt_duration_seconds",
+                "Duration of one upstream call (and its verification)",
+                LATENCY_BUCKETS,
+                &["tier", "model"],
+            )?,
+            skips: counter(
+                "tierwise_skips_total",
+                "Steps skipped without a call, by task, tier and reason",
+                &["task", "tier", "reason"],
+            )?,
+            escalations: counter(
+                "tierwise_escalations_total",
+                "Moves from one attempt to the next after a rejection or failure",
+                &["task", "from_tier", "to_tier"],
+            )?,
+            warm_starts: counter(
+                "tierwise_warm_starts_total",
+                "Attempts by whether the model was loaded (true, false, unknown)",
+                &["model", "warm"],
+            )?,
+            verifier_duration: histogram(
+                "tierwise_verifier_duration_seconds",
+                "Time spent verifying one answer (checks and judge)",
+                VERIFIER_BUCKETS,
+                &["task"],
+            )?,
+            verifier_verdicts: counter(
+                "tierwise_verifier_verdicts_total",
+                "Verified answers by verdict (accept, escalate)",
+                &["task", "verdict"],
+            )?,
+            tokens: counter(
+                "tierwise_tokens_total",
+                "Tokens by tier, model alias and kind (prompt, completion)",
+                &["tier", "model", "kind"],
+            )?,
+            ttft: histogram(
+                "tierwise_time_to_first_token_seconds",
+                "Streams: time until the first event reached the client",
+                LATENCY_BUCKETS,
+                &["tier", "model"],
+            )?,
+            overhead: Histogram::with_opts(
+                HistogramOpts::new(
+                    "tierwise_overhead_seconds",
+                    "Time spent in tierwise itself per request (not waiting on upstreams)",
+                )
+                .buckets(OVERHEAD_BUCKETS.to_vec()),
+            )?,
+            in_flight: IntGauge::new("tierwise_in_flight_requests", "Chat completion requests being handled")?,
+            privacy_blocked: counter(
+                "tierwise_privacy_blocked_total",
+                "Requests refused or steps removed by the tier policy, by task and reason",
+                &["task", "reason"],
+            )?,
+            upstream_up: IntGaugeVec::new(
+                Opts::new("tierwise_upstream_up", "Whether the upstream's warmth probe answers (1) or not (0)"),
+                &["upstream"],
+            )?,
+            model_load: GaugeVec::new(
+                Opts::new("tierwise_model_load_seconds", "Learned cold-start time of a model (seconds)"),
+                &["model"],
+            )?,
+            cost: CounterVec::new(
+                Opts::new("tierwise_cost_usd_total", "Spend at the configured model prices, USD"),
+                &["tier", "model"],
+            )?,
+            cost_avoided: CounterVec::new(
+                Opts::new(
+                    "tierwise_cost_avoided_usd_total",
+                    "What answers below cloud would have cost at the task's last priced cloud step, USD",
+                ),
+                &["task"],
+            )?,
+            audit_lost: IntCounter::new(
+                "tierwise_audit_lost_total",
+                "Audit records that could not be queued or written",
+            )?,
+            names: Vec::new(),
+        };
+        let mut m = m;
+        let collectors: Vec<Box<dyn Collector>> = vec![
+            Box::new(m.requests.clone()),
+            Box::new(m.request_duration.clone()),
+            Box::new(m.attempts.clone()),
+            Box::new(m.attempt_duration.clone()),
+            Box::new(m.skips.clone()),
+            Box::new(m.escalations.clone()),
+            Box::new(m.warm_starts.clone()),
+            Box::new(m.verifier_duration.clone()),
+            Box::new(m.verifier_verdicts.clone()),
+            Box::new(m.tokens.clone()),
+            Box::new(m.ttft.clone()),
+            Box::new(m.overhead.clone()),
+            Box::new(m.in_flight.clone()),
+            Box::new(m.privacy_blocked.clone()),
+            Box::new(m.upstream_up.clone()),
+            Box::new(m.model_load.clone()),
+            Box::new(m.cost.clone()),
+            Box::new(m.cost_avoided.clone()),
+            Box::new(m.audit_lost.clone()),
+        ];
+        for collector in collectors {
+            m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
+            m.registry.register(collector)?;
+        }
+        Ok(m)
     }
 
     pub fn request_started(&self) -> InFlight {
@@ -123,15 +257,44 @@ impl Metrics {
         InFlight(self.in_flight.clone())
     }
 
-    /// A request's walk ended: its trail, the tier that answered (if any), how long.
-    pub fn request_finished(&self, task: &str, trail: &Trail, tier: Option<&str>, outcome: Outcome, took: Duration) {
-        let tier = tier.unwrap_or("none");
-        self.requests.with_label_values(&[task, tier, outcome.as_str()]).inc();
-        self.request_duration.with_label_values(&[task, tier]).observe(took.as_secs_f64());
+    /// A request's walk ended: requests, attempts, skips, escalations, verifier,
+    /// tokens, cost, overhead — all from its trail.
+    pub fn request_finished(&self, config: &Config, finished: &Finished<'_>) {
+        let Finished { task, trail, tier, outcome, took } = *finished;
+        let answered_tier = tier.unwrap_or("none");
+        self.requests.with_label_values(&[task, answered_tier, outcome.as_str()]).inc();
+        self.request_duration.with_label_values(&[task, answered_tier]).observe(took.as_secs_f64());
+        let mut upstream_time = Duration::ZERO;
+        let mut previous: Option<(Tier, Verdict)> = None;
+        let mut answer_tokens = None;
         for event in &trail.events {
             match event {
                 Event::Attempt(a) => {
-                    self.attempts.with_label_values(&[task, a.tier.as_str(), &a.model, a.verdict.as_str()]).inc();
+                    let tier = a.tier.as_str();
+                    self.attempts.with_label_values(&[task, tier, &a.model, a.verdict.as_str()]).inc();
+                    if a.tier != Tier::None {
+                        self.attempt_duration.with_label_values(&[tier, &a.model]).observe(a.duration.as_secs_f64());
+                        let warm = a.warm_start.map_or("unknown", |w| if w { "true" } else { "false" });
+                        self.warm_starts.with_label_values(&[&a.model, warm]).inc();
+                        upstream_time += a.duration.saturating_sub(a.verify_time.unwrap_or_default());
+                    }
+                    if let Some(verify) = a.verify_time {
+                        self.verifier_duration.with_label_values(&[task]).observe(verify.as_secs_f64());
+                        let verdict = if a.verdict == Verdict::Accept { "accept" } else { "escalate" };
+                        self.verifier_verdicts.with_label_values(&[task, verdict]).inc();
+                    }
+                    if let Some((prompt, completion)) = a.tokens {
+                        self.tokens_used(config, a.tier, &a.model, prompt, completion);
+                        if a.verdict == Verdict::Accept {
+                            answer_tokens = Some((prompt, completion));
+                        }
+                    }
+                    if let Some((from, verdict)) = previous {
+                        if verdict != Verdict::Accept {
+                            self.escalations.with_label_values(&[task, from.as_str(), tier]).inc();
+                        }
+                    }
+                    previous = Some((a.tier, a.verdict));
                 }
                 Event::Skip(s) => {
                     let reason = s.why.reason();
@@ -142,12 +305,56 @@ impl Metrics {
                 }
             }
         }
+        self.overhead.observe(took.saturating_sub(upstream_time).as_secs_f64());
+        if let (Some((prompt, completion)), Some(tier)) = (answer_tokens, tier) {
+            if tier != "cloud" {
+                self.cost_avoided(config, task, prompt, completion);
+            }
+        }
+    }
+
+    /// Tokens an upstream reported, and their cost at the model's configured price.
+    pub fn tokens_used(&self, config: &Config, tier: Tier, model: &str, prompt: u64, completion: u64) {
+        let tier = tier.as_str();
+        self.tokens.with_label_values(&[tier, model, "prompt"]).inc_by(prompt);
+        self.tokens.with_label_values(&[tier, model, "completion"]).inc_by(completion);
+        if let Some(price) = config.models.get(model).and_then(|m| m.price) {
+            self.cost.with_label_values(&[tier, model]).inc_by(price.cost(prompt, completion));
+        }
+    }
+
+    /// An answer below cloud: what the task's last priced cloud step would have charged.
+    pub fn cost_avoided(&self, config: &Config, task: &str, prompt: u64, completion: u64) {
+        let Some(chain) = config.tasks.get(task).map(|t| &t.chain) else { return };
+        let cloud_price = chain.iter().rev().find_map(|alias| {
+            let model = config.models.get(alias)?;
+            let upstream = config.upstream_of(model)?;
+            (upstream.tier == Tier::Cloud).then_some(model.price).flatten()
+        });
+        if let Some(price) = cloud_price {
+            self.cost_avoided.with_label_values(&[task]).inc_by(price.cost(prompt, completion));
+        }
+    }
+
+    /// A stream's first event reached the client `after` the request arrived.
+    pub fn first_token(&self, tier: Tier, model: &str, after: Duration) {
+        self.ttft.with_label_values(&[tier.as_str(), model]).observe(after.as_secs_f64());
     }
 
     /// The policy refused the request before any step (`tier_too_low`, `privacy_blocked`).
     pub fn request_refused(&self, task: &str, code: &'static str) {
         self.requests.with_label_values(&[task, "none", "refused"]).inc();
         self.privacy_blocked.with_label_values(&[task, code]).inc();
+    }
+
+    /// The warmth probe of `upstream` answers, or not.
+    pub fn upstream_up(&self, upstream: &str, up: bool) {
+        self.upstream_up.with_label_values(&[upstream]).set(i64::from(up));
+    }
+
+    /// The learned cold-start time of `model`.
+    pub fn model_load(&self, model: &str, seconds: f64) {
+        self.model_load.with_label_values(&[model]).set(seconds);
     }
 
     /// Brings `tierwise_audit_lost_total` up to the audit log's own count.
@@ -165,6 +372,14 @@ impl Metrics {
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut out);
         out
     }
+
+    /// The names of every registered family, sorted (tests check them against
+    /// [`EXPORTED`]).
+    pub fn registered(&self) -> Vec<String> {
+        let mut names = self.names.clone();
+        names.sort();
+        names
+    }
 }
 
 #[cfg(test)]
@@ -174,7 +389,22 @@ mod tests {
     use crate::policy::{Step, Tier, Why};
 
     #[test]
+    fn every_exported_family_is_registered() {
+        let metrics = Metrics::new().unwrap();
+        let mut exported: Vec<String> = EXPORTED.iter().map(|(name, _, _)| name.to_string()).collect();
+        exported.sort();
+        assert_eq!(metrics.registered(), exported);
+    }
+
+    #[test]
     fn a_finished_request_emits_its_labels() {
+        let config = crate::config::load_from_str(
+            "[upstreams.l]\ntier = \"local\"\nbase_url = \"http://x/v1\"\n[upstreams.c]\ntier = \"cloud\"\nbase_url = \"http://y/v1\"\n\
+             [models.small]\nupstream = \"l\"\n[models.gpt]\nupstream = \"c\"\nprice = { input_usd_per_mtok = 2.0, output_usd_per_mtok = 8.0 }\n\
+             [tasks.chat]\nchain = [\"small\", \"gpt\"]\n",
+            &|_| None,
+        )
+        .unwrap();
         let metrics = Metrics::new().unwrap();
         let step = |tier, model: &str| Step {
             index: 0,
@@ -186,10 +416,28 @@ mod tests {
         let mut trail = Trail::default();
         trail.skip(&step(Tier::Cloud, "gpt"), Why::MissingKey { env: "K".into(), upstream: "u".into() });
         trail.attempt(&step(Tier::Local, "small"), Duration::from_millis(5), Verdict::Accept, None);
-        metrics.request_finished("chat", &trail, Some("local"), Outcome::Answered, Duration::from_millis(6));
+        trail.verified(Duration::from_micros(40), Some((1_000_000, 500_000)));
+        let finished = Finished {
+            task: "chat",
+            trail: &trail,
+            tier: Some("local"),
+            outcome: Outcome::Answered,
+            took: Duration::from_millis(6),
+        };
+        metrics.request_finished(&config, &finished);
         let text = String::from_utf8(metrics.encode()).unwrap();
-        assert!(text.contains(r#"tierwise_requests_total{outcome="answered",task="chat",tier="local"} 1"#), "{text}");
-        assert!(text.contains(r#"tierwise_attempts_total{model="small",task="chat",tier="local",verdict="accept"} 1"#));
-        assert!(text.contains(r#"tierwise_skips_total{reason="not_available",task="chat",tier="cloud"} 1"#));
+        for line in [
+            r#"tierwise_requests_total{outcome="answered",task="chat",tier="local"} 1"#,
+            r#"tierwise_attempts_total{model="small",task="chat",tier="local",verdict="accept"} 1"#,
+            r#"tierwise_skips_total{reason="not_available",task="chat",tier="cloud"} 1"#,
+            r#"tierwise_tokens_total{kind="prompt",model="small",tier="local"} 1000000"#,
+            r#"tierwise_verifier_verdicts_total{task="chat",verdict="accept"} 1"#,
+            r#"tierwise_warm_starts_total{model="small",warm="unknown"} 1"#,
+            // 1M prompt tokens at 2 USD + 0.5M completion tokens at 8 USD, had gpt answered.
+            r#"tierwise_cost_avoided_usd_total{task="chat"} 6"#,
+            "tierwise_overhead_seconds_count 1",
+        ] {
+            assert!(text.contains(line), "missing {line} in\n{text}");
+        }
     }
 }

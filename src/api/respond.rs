@@ -22,7 +22,7 @@ use super::replay;
 use crate::error::ApiError;
 use crate::escalate::{Answer, Outcome, Produced, RunError, Trail};
 use crate::metrics;
-use crate::policy::{self, Classification, Locale};
+use crate::policy::{self, Classification, Locale, Tier};
 use crate::upstream::{Failure, Reply, UpstreamError};
 
 const TIER_HEADER: HeaderName = HeaderName::from_static("x-tierwise-tier");
@@ -33,7 +33,10 @@ type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// The response once the outcome is known, headers and all.
 pub fn finish(job: Job, outcome: Outcome) -> Response {
-    let Outcome { trail, result } = outcome;
+    let Outcome { mut trail, result } = outcome;
+    if let Ok(Answer { produced: Produced::Upstream(Reply::Json(body)), .. }) = &result {
+        trail.fill_tokens(usage_of_body(body));
+    }
     let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
     let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
     let (mut response, error) = match result {
@@ -104,8 +107,8 @@ fn deliver(job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
     let trailer = trailer_comment(&job, &trail, answered.as_ref().map(|(t, m)| (*t, m.as_str())));
     let include_usage = job.request.include_usage();
     match result {
-        Ok(Answer { produced: Produced::Upstream(Reply::Stream { first, rest }), .. }) => {
-            passthrough(first, rest).chain(stream::once(async move { trailer })).boxed()
+        Ok(Answer { step, produced: Produced::Upstream(Reply::Stream { first, rest }) }) => {
+            passthrough(&job, (step.tier, &step.model), first, rest).chain(stream::once(async move { trailer })).boxed()
         }
         Ok(Answer { produced: Produced::Completion(completion), .. }) => {
             stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
@@ -148,9 +151,11 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
             json_response(body)
         }
         Produced::Upstream(Reply::Stream { first, rest }) => {
-            sse_response(Body::from_stream(passthrough(first, rest).map(Ok::<Bytes, Infallible>)))
+            let events = passthrough(job, (answer.step.tier, &model), first, rest);
+            sse_response(Body::from_stream(events.map(Ok::<Bytes, Infallible>)))
         }
         Produced::Completion(completion) => {
+            job.state.metrics.first_token(answer.step.tier, &model, job.started.elapsed());
             sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
         }
         Produced::Rules(reply) => {
@@ -168,19 +173,62 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
 }
 
 /// The upstream's events as they come; a break after the first ends the stream with an
-/// OpenAI error event.
+/// OpenAI error event. Usage is read on the way, for the token and cost metrics.
 fn passthrough(
+    job: &Job,
+    answered: (Tier, &str),
     first: Bytes,
     rest: impl futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
 ) -> BoxStream<'static, Bytes> {
-    let rest = rest.map(|event| match event {
-        Ok(bytes) => bytes,
+    let (tier, model) = (answered.0, answered.1.to_string());
+    job.state.metrics.first_token(tier, &model, job.started.elapsed());
+    let (state, task) = (job.state.clone(), job.plan.task.clone());
+    let count_usage = move |events: &Bytes| {
+        if let Some((prompt, completion)) = usage_in_events(events) {
+            state.metrics.tokens_used(&state.config, tier, &model, prompt, completion);
+            if tier < Tier::Cloud {
+                state.metrics.cost_avoided(&state.config, &task, prompt, completion);
+            }
+        }
+    };
+    count_usage(&first);
+    let rest = rest.map(move |event| match event {
+        Ok(bytes) => {
+            count_usage(&bytes);
+            bytes
+        }
         Err(err) => {
             warn!(error = %err, "upstream stream broke after the first event");
             stream_error_event(&err)
         }
     });
     stream::once(async move { first }).chain(rest).boxed()
+}
+
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    usage: Option<UsageCounts>,
+}
+
+#[derive(serde::Deserialize)]
+struct UsageCounts {
+    prompt_tokens: u64,
+    completion_tokens: u64,
+}
+
+/// `(prompt, completion)` tokens of a completion body.
+fn usage_of_body(body: &[u8]) -> Option<(u64, u64)> {
+    let usage = serde_json::from_slice::<UsageOnly>(body).ok()?.usage?;
+    Some((usage.prompt_tokens, usage.completion_tokens))
+}
+
+/// `(prompt, completion)` tokens in SSE events, if one of them carries usage.
+fn usage_in_events(events: &[u8]) -> Option<(u64, u64)> {
+    if !events.windows(9).any(|w| w == b"\"usage\":{") {
+        return None;
+    }
+    let text = std::str::from_utf8(events).ok()?;
+    text.lines().filter_map(|l| l.strip_prefix("data:")).find_map(|data| usage_of_body(data.trim().as_bytes()))
 }
 
 /// The full trail, as the `tierwise` object of a JSON body.
@@ -240,7 +288,8 @@ fn record(
         metrics::Outcome::Failed
     };
     let took = job.started.elapsed();
-    job.state.metrics.request_finished(&job.plan.task, trail, answered.map(|a| a.0), outcome, took);
+    let finished = metrics::Finished { task: &job.plan.task, trail, tier: answered.map(|a| a.0), outcome, took };
+    job.state.metrics.request_finished(&job.state.config, &finished);
     let audit = &job.state.audit;
     if !audit.enabled() {
         return;

@@ -2,7 +2,7 @@
 //! this machine, and OpenAI as the next tier when `OPENAI_API_KEY` is set (exporting the
 //! key counts as cloud consent for the `default` profile).
 
-use super::raw::{RawConfig, RawModel, RawProfile, RawTask, RawUpstream};
+use super::raw::{RawConfig, RawModel, RawPrice, RawProfile, RawTask, RawUpstream};
 
 pub const LOCAL_BASE_URL: &str = "http://127.0.0.1:8080/v1";
 
@@ -12,7 +12,10 @@ pub fn raw(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
         "local".into(),
         RawUpstream { tier: Some("local".into()), base_url: Some(LOCAL_BASE_URL.into()), ..RawUpstream::default() },
     );
-    config.models.insert("smollm2".into(), RawModel { upstream: Some("local".into()), name: Some("smollm2".into()) });
+    config.models.insert(
+        "smollm2".into(),
+        RawModel { upstream: Some("local".into()), name: Some("smollm2".into()), price: None },
+    );
     let mut chain = vec!["smollm2".to_string()];
     if env("OPENAI_API_KEY").is_some_and(|k| !k.is_empty()) {
         config.upstreams.insert(
@@ -24,9 +27,14 @@ pub fn raw(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
                 ..RawUpstream::default()
             },
         );
-        config
-            .models
-            .insert("gpt".into(), RawModel { upstream: Some("openai".into()), name: Some("gpt-4.1-mini".into()) });
+        config.models.insert(
+            "gpt".into(),
+            RawModel {
+                upstream: Some("openai".into()),
+                name: Some("gpt-4.1-mini".into()),
+                price: Some(RawPrice { input_usd_per_mtok: 0.4, output_usd_per_mtok: 1.6 }),
+            },
+        );
         chain.push("gpt".into());
         // Exporting the key is the operator's consent to use it.
         config.profiles.insert("default".into(), RawProfile { cloud_consent: Some(true), ..RawProfile::default() });

@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub sse_keepalive: Duration,
     /// Add the `tierwise` trail object to non-streaming bodies.
     pub trail_in_body: bool,
+    /// `/metrics` on its own address instead of `listen`.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +85,21 @@ pub struct ModelConfig {
     pub upstream: String,
     /// The model name sent upstream.
     pub name: String,
+    pub price: Option<Price>,
+}
+
+/// A model's price, USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_usd_per_mtok: f64,
+    pub output_usd_per_mtok: f64,
+}
+
+impl Price {
+    /// USD for `prompt` and `completion` tokens.
+    pub fn cost(&self, prompt: u64, completion: u64) -> f64 {
+        (prompt as f64 * self.input_usd_per_mtok + completion as f64 * self.output_usd_per_mtok) / 1e6
+    }
 }
 
 #[derive(Debug, Clone)]

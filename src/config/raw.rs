@@ -75,6 +75,9 @@ pub struct RawServer {
     /// response starts with SSE comment keep-alives, repeated at this interval, in ms.
     /// Default 3000.
     pub sse_keepalive_ms: Option<u64>,
+    /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9464`), not on `listen`.
+    /// Default: on `listen`.
+    pub metrics_listen: Option<String>,
 }
 
 /// `[upstreams.NAME]`: one OpenAI-compatible server tierwise can call.
@@ -109,6 +112,17 @@ pub struct RawModel {
     pub upstream: Option<String>,
     /// The model name sent upstream. Default: the alias itself.
     pub name: Option<String>,
+    /// Prices for `tierwise_cost_usd_total` and the saving metric.
+    pub price: Option<RawPrice>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    /// USD per million prompt tokens.
+    pub input_usd_per_mtok: f64,
+    /// USD per million completion tokens.
+    pub output_usd_per_mtok: f64,
 }
 
 /// `[tasks.NAME]`: a policy clients select with `model` or `x-tierwise-task`.

@@ -92,7 +92,15 @@ pub fn validate(
                 if name.is_empty() {
                     problems.add(format!("{path}.name"), "must not be empty");
                 }
-                models.insert(alias.clone(), ModelConfig { alias: alias.clone(), upstream: up.to_string(), name });
+                let price = raw_model.price.as_ref().map(|p| super::Price {
+                    input_usd_per_mtok: p.input_usd_per_mtok,
+                    output_usd_per_mtok: p.output_usd_per_mtok,
+                });
+                if price.is_some_and(|p| !(p.input_usd_per_mtok >= 0.0 && p.output_usd_per_mtok >= 0.0)) {
+                    problems.add(format!("{path}.price"), "prices must be zero or positive numbers");
+                }
+                models
+                    .insert(alias.clone(), ModelConfig { alias: alias.clone(), upstream: up.to_string(), name, price });
             }
         }
     }
@@ -261,6 +269,17 @@ fn validate_server(raw: &RawServer, problems: &mut Problems) -> Option<ServerCon
         positive_ms("server.request_timeout_ms", raw.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS, problems);
     let shutdown_grace = Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS));
     let sse_keepalive = positive_ms("server.sse_keepalive_ms", raw.sse_keepalive_ms, 3_000, problems);
+    let metrics_listen = raw.metrics_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
+        Ok(addr) => Some(addr),
+        Err(_) => {
+            problems.hint(
+                "server.metrics_listen",
+                format!("\"{text}\" is not an address"),
+                "write IP:PORT, e.g. \"127.0.0.1:9464\"",
+            );
+            None
+        }
+    });
     Some(ServerConfig {
         listen: listen?,
         body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
@@ -268,6 +287,7 @@ fn validate_server(raw: &RawServer, problems: &mut Problems) -> Option<ServerCon
         shutdown_grace,
         sse_keepalive,
         trail_in_body: true,
+        metrics_listen,
     })
 }
 

@@ -176,6 +176,13 @@ impl Trail {
         }
     }
 
+    /// Tokens of the last attempt, when it has none recorded yet.
+    pub fn fill_tokens(&mut self, tokens: Option<(u64, u64)>) {
+        if let Some(a) = self.last_attempt() {
+            a.tokens = a.tokens.or(tokens);
+        }
+    }
+
     /// The last attempt's answer was rejected with `feedback`.
     pub fn rejected(&mut self, feedback: String) {
         if let Some(a) = self.last_attempt() {

@@ -11,6 +11,7 @@ mod edge;
 mod errors;
 mod invariant;
 mod llm;
+mod metrics;
 mod privacy;
 mod sdk;
 mod streaming;
