@@ -112,7 +112,11 @@ impl std::error::Error for UpstreamError {}
 
 /// The error message inside an upstream's error body, or its first bytes.
 pub fn body_excerpt(body: &[u8]) -> String {
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let parsed = match serde_json::from_slice(body).ok() {
+        // Google's endpoints wrap their error object in a one-element array.
+        Some(serde_json::Value::Array(mut items)) if items.len() == 1 => items.pop(),
+        other => other,
+    };
     let message = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message").or_else(|| v.get("message")).or_else(|| v.get("error")).and_then(|m| m.as_str())
     });

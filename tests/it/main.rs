@@ -11,5 +11,6 @@ mod errors;
 mod invariant;
 mod llm;
 mod privacy;
+mod providers;
 mod sdk;
 mod streaming;
