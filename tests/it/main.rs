@@ -3,6 +3,7 @@
 
 mod support;
 
+mod anthropic;
 mod chain;
 mod cli;
 mod detector;

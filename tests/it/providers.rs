@@ -282,7 +282,7 @@ async fn provider_streams_pass_through_byte_for_byte() {
 
 /// A second, cheaper-to-reach step after the provider: it must never be called when the
 /// provider blocks the content.
-fn with_fallback_step(fallback: &UpstreamDouble, first_model: &str) -> String {
+pub fn with_fallback_step(fallback: &UpstreamDouble, first_model: &str) -> String {
     format!(
         "[upstreams.next]\ntier = \"cloud\"\nbase_url = \"{}\"\n[models.next-model]\nupstream = \"next\"\n\
          [tasks.chat]\nchain = [\"{first_model}\", \"next-model\"]\n",
