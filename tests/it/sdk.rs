@@ -6,7 +6,7 @@ use crate::support::llama::{self, LlamaServer};
 use crate::support::*;
 
 /// Runs a Python unittest script against `app`; returns its report, asserting success.
-async fn run_python(script: &str, app: &TestApp, tests: usize) -> String {
+pub async fn run_python(script: &str, app: &TestApp, tests: usize) -> String {
     let script = format!("{}/tests/sdk/{script}", env!("CARGO_MANIFEST_DIR"));
     let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".into());
     let output = tokio::process::Command::new(&python)
