@@ -13,7 +13,8 @@
 //! - [`escalate`]   — the run loop: walks the plan, calls upstreams, keeps the `Trail`
 //!   of attempts and skips.
 //! - [`upstream`]   — pooled HTTP clients with connect/first-byte/total timeouts; SSE
-//!   framing; errors that say whether to escalate.
+//!   framing; errors that say whether to escalate; `anthropic` translates OpenAI chat
+//!   requests to Anthropic's Messages API and back (JSON and streams).
 //! - [`explain`]    — what a request would do, step by step, without calling a model
 //!   (`tierwise explain`, `POST /v1/tierwise/explain`).
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every

@@ -61,6 +61,36 @@ pub struct ServerConfig {
 pub enum UpstreamKind {
     /// Any server speaking OpenAI's `/chat/completions`.
     OpenAi,
+    /// Anthropic's Messages API (`/messages`), translated to and from OpenAI's shapes.
+    Anthropic,
+}
+
+impl UpstreamKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpstreamKind::OpenAi => "openai",
+            UpstreamKind::Anthropic => "anthropic",
+        }
+    }
+}
+
+/// How an upstream's API key travels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyHeader {
+    /// `Authorization: Bearer <key>`.
+    Bearer,
+    /// `<name>: <key>`, e.g. Azure's `api-key` or Anthropic's `x-api-key`.
+    Plain(HeaderName),
+}
+
+impl KeyHeader {
+    /// The header's name.
+    pub fn name(&self) -> HeaderName {
+        match self {
+            KeyHeader::Bearer => http::header::AUTHORIZATION,
+            KeyHeader::Plain(name) => name.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -73,7 +103,15 @@ pub struct UpstreamConfig {
     pub api_key_env: Option<String>,
     /// The key read from `api_key_env` at load time; `None` when unset.
     pub api_key: Option<Secret>,
+    /// Where the key goes (`auth_header`).
+    pub key_header: KeyHeader,
     pub headers: Vec<(HeaderName, HeaderValue)>,
+    /// Appended to every call's URL, in order.
+    pub query: Vec<(String, String)>,
+    /// `kind = "anthropic"`: the `anthropic-version` header.
+    pub anthropic_version: HeaderValue,
+    /// `kind = "anthropic"`: `max_tokens` for requests that set none.
+    pub max_tokens_default: u32,
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,

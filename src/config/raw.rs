@@ -80,21 +80,37 @@ pub struct RawServer {
     pub metrics_listen: Option<String>,
 }
 
-/// `[upstreams.NAME]`: one OpenAI-compatible server tierwise can call.
+/// `[upstreams.NAME]`: one server tierwise can call, OpenAI-compatible or Anthropic.
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawUpstream {
     /// `local` | `server` | `cloud`. Required.
     pub tier: Option<String>,
-    /// Wire protocol. `openai` (default).
+    /// Wire protocol: `openai` (default; `POST {base_url}/chat/completions`) or
+    /// `anthropic` (Anthropic's Messages API, `POST {base_url}/messages`).
     pub kind: Option<String>,
-    /// Base URL including the version path, e.g. `http://127.0.0.1:8080/v1`. Required.
+    /// Base URL including the version path, e.g. `http://127.0.0.1:8080/v1`. Required,
+    /// except for `kind = "anthropic"`, where it defaults to `https://api.anthropic.com/v1`.
     pub base_url: Option<String>,
     /// Name of the environment variable holding this upstream's API key.
     pub api_key_env: Option<String>,
+    /// The header the key is sent in: `authorization` (`Bearer <key>`; the default for
+    /// `openai`) or any other header name, which gets the bare key (`api-key` for Azure
+    /// OpenAI, `x-api-key`, the default for `anthropic`). Needs `api_key_env`.
+    pub auth_header: Option<String>,
     /// Extra headers sent on every request to this upstream.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Query parameters appended to every call's URL, e.g. Azure's
+    /// `{ "api-version" = "2024-10-21" }`.
+    #[serde(default)]
+    pub query: BTreeMap<String, String>,
+    /// `kind = "anthropic"` only: the `anthropic-version` header. Default `2023-06-01`.
+    pub anthropic_version: Option<String>,
+    /// `kind = "anthropic"` only: `max_tokens` sent when the request sets neither
+    /// `max_completion_tokens` nor `max_tokens` (the Messages API requires one).
+    /// Default 4096.
+    pub max_tokens_default: Option<u32>,
     /// Total time for one call, body and stream included, in ms. Default 600000.
     pub timeout_ms: Option<u64>,
     /// TCP (and TLS) connect timeout, in ms. Default 2000.

@@ -12,6 +12,9 @@ pub struct UpstreamError {
     /// The upstream's config name (never its URL's credentials or its key).
     pub upstream: String,
     pub failure: Failure,
+    /// Set when the upstream's protocol says itself whether another attempt may succeed
+    /// (Anthropic's error types); otherwise the failure decides, see [`Self::escalates`].
+    escalation: Option<bool>,
 }
 
 #[derive(Debug)]
@@ -27,6 +30,9 @@ pub enum Failure {
     Protocol(String),
     /// The stream broke after its first event reached the client.
     MidStream(String),
+    /// The request asks for what this upstream's protocol cannot do (e.g. `n` > 1 from
+    /// Anthropic); nothing was sent. Another step may serve it.
+    Unsupported(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,14 +45,26 @@ pub enum TimeoutPhase {
 
 impl UpstreamError {
     pub fn new(upstream: &str, failure: Failure) -> Self {
-        UpstreamError { upstream: upstream.to_string(), failure }
+        UpstreamError { upstream: upstream.to_string(), failure, escalation: None }
+    }
+
+    /// Overrides what the failure alone says about escalating: for a protocol whose
+    /// errors say whether a retry makes sense (Anthropic's 429 `rate_limit_error`
+    /// escalates; its content-filter 400 never does).
+    pub fn escalating(mut self, escalates: bool) -> Self {
+        self.escalation = Some(escalates);
+        self
     }
 
     /// Whether the run loop should go on to the next step. A 4xx is the request's own
-    /// fault and would fail the same way elsewhere, so it goes back to the client.
+    /// fault and would fail the same way elsewhere, so it goes back to the client —
+    /// unless the upstream's protocol classified it otherwise ([`Self::escalating`]).
     pub fn escalates(&self) -> bool {
+        if let Some(escalates) = self.escalation {
+            return escalates;
+        }
         match &self.failure {
-            Failure::Connect(_) | Failure::Timeout { .. } | Failure::Protocol(_) => true,
+            Failure::Connect(_) | Failure::Timeout { .. } | Failure::Protocol(_) | Failure::Unsupported(_) => true,
             Failure::Status { status, .. } => status.is_server_error(),
             Failure::MidStream(_) => false,
         }
@@ -79,6 +97,7 @@ impl UpstreamError {
             }
             Failure::Protocol(msg) => format!("bad answer: {msg}"),
             Failure::MidStream(msg) => format!("stream broke: {msg}"),
+            Failure::Unsupported(msg) => format!("cannot serve this request: {msg}"),
         }
     }
 }
@@ -93,7 +112,11 @@ impl std::error::Error for UpstreamError {}
 
 /// The error message inside an upstream's error body, or its first bytes.
 pub fn body_excerpt(body: &[u8]) -> String {
-    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    let parsed = match serde_json::from_slice(body).ok() {
+        // Google's endpoints wrap their error object in a one-element array.
+        Some(serde_json::Value::Array(mut items)) if items.len() == 1 => items.pop(),
+        other => other,
+    };
     let message = parsed.as_ref().and_then(|v| {
         v.pointer("/error/message").or_else(|| v.get("message")).or_else(|| v.get("error")).and_then(|m| m.as_str())
     });

@@ -1,9 +1,12 @@
 //! Calling upstreams: one pooled HTTP client per upstream, with the connect, first-byte
 //! and total timeouts from its config. Answers come back whole (JSON) or as a stream of
-//! whole SSE events whose first event has already arrived.
+//! whole SSE events whose first event has already arrived — always in OpenAI's shapes:
+//! `kind = "openai"` upstreams pass through as they are, `kind = "anthropic"` ones are
+//! translated ([`anthropic`], called from `messages`).
 
 pub mod anthropic;
 mod error;
+mod messages;
 pub mod sse;
 mod stream;
 
@@ -13,33 +16,39 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::{AUTHORIZATION, CONTENT_TYPE};
-use http::{HeaderMap, HeaderValue};
+use http::header::CONTENT_TYPE;
+use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::config::{Config, UpstreamConfig};
+use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
 
 pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
+use stream::Decoder;
 pub use stream::EventStream;
 
 /// Largest error or JSON body read from an upstream.
 const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
-/// An upstream's answer to a chat completion.
+/// An upstream's answer to a chat completion, in OpenAI's shapes whatever the
+/// upstream's kind.
 pub enum Reply {
     /// A complete `chat.completion` JSON body, checked to be one.
     Json(Bytes),
-    /// An SSE stream; `first` holds its first whole event(s).
+    /// An SSE stream of `chat.completion.chunk` events; `first` holds its first whole
+    /// event(s), `rest` yields the others (`Stream<Item = Result<Bytes, UpstreamError>>`).
     Stream { first: Bytes, rest: EventStream },
 }
 
 /// One configured upstream and its connection pool.
 pub struct Upstream {
     pub config: UpstreamConfig,
-    chat_url: reqwest::Url,
+    /// Where every call goes: `{base_url}/chat/completions` (OpenAI) or
+    /// `{base_url}/messages` (Anthropic), with the configured `query` appended.
+    endpoint: reqwest::Url,
     /// Pooled connections, shared by every request to this upstream.
     http: reqwest::Client,
+    /// Content type, protocol version, configured headers and the key.
     headers: HeaderMap,
 }
 
@@ -72,7 +81,7 @@ struct CompletionShape {
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Result<Self, String> {
         install_crypto_provider();
-        let chat_url = join_url(&config.base_url, "chat/completions")?;
+        let endpoint = endpoint(&config)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
@@ -80,18 +89,8 @@ impl Upstream {
             .tcp_nodelay(true)
             .build()
             .map_err(|e| format!("upstream \"{}\": cannot build HTTP client: {e}", config.name))?;
-        let mut headers = HeaderMap::new();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        for (name, value) in &config.headers {
-            headers.insert(name.clone(), value.clone());
-        }
-        if let Some(key) = &config.api_key {
-            let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                .map_err(|_| format!("upstream \"{}\": the API key is not a valid header value", config.name))?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
-        Ok(Upstream { config, chat_url, http, headers })
+        let headers = headers(&config)?;
+        Ok(Upstream { config, endpoint, http, headers })
     }
 
     pub fn name(&self) -> &str {
@@ -106,17 +105,18 @@ impl Upstream {
         }
     }
 
-    /// Sends one chat completion. A stream is returned only once its first event has
-    /// arrived, so a failure before the first byte can still go to the next step.
+    /// Sends one chat completion (`body`: the OpenAI request JSON tierwise forwards).
+    /// A stream is returned only once its first event has arrived, so a failure before
+    /// the first byte can still go to the next step.
     pub async fn chat(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
-        let first_byte = self.config.first_byte_timeout;
-        let timed_out = || self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte });
-        let request = self.http.post(self.chat_url.clone()).headers(self.headers.clone()).body(body);
+        match self.config.kind {
+            UpstreamKind::OpenAi => self.chat_openai(body, stream).await,
+            UpstreamKind::Anthropic => messages::chat(self, body, stream).await,
+        }
+    }
 
-        let response = tokio::time::timeout(first_byte, request.send())
-            .await
-            .map_err(|_| timed_out())?
-            .map_err(|e| self.transport(&e))?;
+    async fn chat_openai(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
+        let response = self.send(body).await?;
         let status = response.status();
         if !status.is_success() {
             let body = self.read_body(response).await.unwrap_or_default();
@@ -129,6 +129,23 @@ impl Upstream {
             }
             return Ok(Reply::Json(body));
         }
+        self.start_stream(response, Decoder::openai()).await
+    }
+
+    /// POSTs `body` to the endpoint; waits at most `first_byte_timeout` for the headers.
+    async fn send(&self, body: impl Into<reqwest::Body>) -> Result<reqwest::Response, UpstreamError> {
+        let first_byte = self.config.first_byte_timeout;
+        let request = self.http.post(self.endpoint.clone()).headers(self.headers.clone()).body(body);
+        tokio::time::timeout(first_byte, request.send())
+            .await
+            .map_err(|_| self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte }))?
+            .map_err(|e| self.transport(&e))
+    }
+
+    /// Checks that a 2xx answer to a stream request is SSE and waits (at most
+    /// `first_byte_timeout`) for its first decoded event.
+    async fn start_stream(&self, response: reqwest::Response, decoder: Decoder) -> Result<Reply, UpstreamError> {
+        let first_byte = self.config.first_byte_timeout;
         let is_sse = response
             .headers()
             .get(CONTENT_TYPE)
@@ -139,9 +156,9 @@ impl Upstream {
                 self.fail(Failure::Protocol("a stream was asked for but the answer is not text/event-stream".into()))
             );
         }
-        let mut rest = EventStream::new(self.name(), response.bytes_stream().boxed());
+        let mut rest = EventStream::new(self.name(), response.bytes_stream().boxed(), decoder);
         match tokio::time::timeout(first_byte, rest.next()).await {
-            Err(_) => Err(timed_out()),
+            Err(_) => Err(self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte })),
             Ok(None) => Err(self.fail(Failure::Protocol("the stream ended before its first event".into()))),
             Ok(Some(Err(mut err))) => {
                 // Nothing reached the client yet: the next step may still answer.
@@ -192,6 +209,47 @@ pub fn install_crypto_provider() {
     });
 }
 
+/// The URL every call goes to: the kind's path under `base_url`, then `query`.
+fn endpoint(config: &UpstreamConfig) -> Result<reqwest::Url, String> {
+    let path = match config.kind {
+        UpstreamKind::OpenAi => "chat/completions",
+        UpstreamKind::Anthropic => "messages",
+    };
+    let mut url = join_url(&config.base_url, path).map_err(|e| format!("upstream \"{}\": {e}", config.name))?;
+    if !config.query.is_empty() {
+        let mut pairs = url.query_pairs_mut();
+        for (name, value) in &config.query {
+            pairs.append_pair(name, value);
+        }
+    }
+    Ok(url)
+}
+
+/// The headers of every call: content type, `anthropic-version` (Anthropic), the
+/// configured `headers`, then the key in its header (marked sensitive, so it is never
+/// logged). Nothing of the client's request travels.
+fn headers(config: &UpstreamConfig) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if config.kind == UpstreamKind::Anthropic {
+        headers.insert(HeaderName::from_static("anthropic-version"), config.anthropic_version.clone());
+    }
+    for (name, value) in &config.headers {
+        headers.insert(name.clone(), value.clone());
+    }
+    if let Some(key) = &config.api_key {
+        let value = match &config.key_header {
+            KeyHeader::Bearer => format!("Bearer {}", key.expose()),
+            KeyHeader::Plain(_) => key.expose().to_string(),
+        };
+        let mut value = HeaderValue::try_from(value)
+            .map_err(|_| format!("upstream \"{}\": the API key is not a valid header value", config.name))?;
+        value.set_sensitive(true);
+        headers.insert(config.key_header.name(), value);
+    }
+    Ok(headers)
+}
+
 /// `base` + `path`, keeping the base's own path (`/v1`) and query.
 fn join_url(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
     let mut url = base.clone();
@@ -216,5 +274,50 @@ mod tests {
             join_url(&with_query, "chat/completions").unwrap().as_str(),
             "https://x.example/openai/v1/chat/completions?api-version=2024"
         );
+    }
+
+    #[test]
+    fn endpoints_follow_the_kind_and_carry_the_query() {
+        let toml = r#"
+            [upstreams.azure]
+            tier = "cloud"
+            base_url = "https://r.openai.azure.com/openai/deployments/d?x=1"
+            query = { "api-version" = "2024-10-21", "a b" = "c&d" }
+            [upstreams.claude]
+            tier = "cloud"
+            kind = "anthropic"
+        "#;
+        let config = crate::config::load_from_str(toml, &|_| None).unwrap();
+        let url = |name: &str| endpoint(&config.upstreams[name]).unwrap().to_string();
+        assert_eq!(
+            url("azure"),
+            "https://r.openai.azure.com/openai/deployments/d/chat/completions?x=1&a+b=c%26d&api-version=2024-10-21"
+        );
+        assert_eq!(url("claude"), "https://api.anthropic.com/v1/messages");
+    }
+
+    #[test]
+    fn the_key_goes_in_its_header_and_anthropic_gets_its_version() {
+        let toml = r#"
+            [upstreams.azure]
+            tier = "cloud"
+            base_url = "https://r.openai.azure.com/openai/deployments/d"
+            api_key_env = "K"
+            auth_header = "api-key"
+            [upstreams.claude]
+            tier = "cloud"
+            kind = "anthropic"
+            api_key_env = "K"
+            anthropic_version = "2024-01-01"
+        "#;
+        let config = crate::config::load_from_str(toml, &|_| Some("secret-key".into())).unwrap();
+        let azure = headers(&config.upstreams["azure"]).unwrap();
+        assert_eq!(azure["api-key"], "secret-key");
+        assert!(azure["api-key"].is_sensitive());
+        assert!(azure.get("authorization").is_none());
+        let claude = headers(&config.upstreams["claude"]).unwrap();
+        assert_eq!(claude["x-api-key"], "secret-key");
+        assert_eq!(claude["anthropic-version"], "2024-01-01");
+        assert!(claude.get("authorization").is_none());
     }
 }

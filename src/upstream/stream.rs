@@ -1,5 +1,6 @@
-//! An upstream's SSE body as a stream of whole events, ending in an error when the
-//! upstream breaks off.
+//! An upstream's SSE body as a stream of whole OpenAI SSE events, ending in an error
+//! when the upstream breaks off. OpenAI streams pass through byte for byte; Anthropic
+//! streams are translated event by event.
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -8,67 +9,169 @@ use bytes::Bytes;
 use futures_util::stream::BoxStream;
 use futures_util::Stream;
 
+use super::anthropic::{StreamFailure, StreamTranslator};
 use super::error::describe;
+use super::messages;
 use super::sse::{has_done_marker, SseFramer, MAX_EVENT_BYTES};
 use super::{Failure, UpstreamError};
 
-/// Whole SSE events from one upstream response. Dropping it drops the upstream
+/// Whole OpenAI SSE events from one upstream response. Dropping it drops the upstream
 /// connection, which is how a client's hang-up reaches the upstream.
 pub struct EventStream {
     upstream: String,
     /// The upstream response body; `None` once it has ended or failed.
     body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
-    framer: SseFramer,
-    saw_done: bool,
+    decoder: Decoder,
+    /// Whether events were passed on: from then on a failure is a broken stream.
+    started: bool,
+    /// A failure to report right after the events decoded just before it.
+    queued: Option<UpstreamError>,
+}
+
+/// Turns an upstream's body bytes into whole OpenAI SSE events.
+pub(super) enum Decoder {
+    /// OpenAI SSE, passed on as it came, released in whole events.
+    OpenAi { framer: SseFramer, saw_done: bool },
+    /// Anthropic Messages SSE, translated to `chat.completion.chunk` events.
+    Anthropic(Box<StreamTranslator>),
+}
+
+/// The stream cannot go on.
+struct Broken {
+    /// Events decoded before the failure, to pass on first.
+    pending: Bytes,
+    /// Why, for a stream the client has already seen part of.
+    reason: String,
+    /// What the failure is when nothing has reached the client yet, if it is more than
+    /// a broken stream (an Anthropic `error` event, a malformed answer).
+    early: Option<Box<UpstreamError>>,
+}
+
+impl Broken {
+    fn new(reason: impl Into<String>) -> Self {
+        Broken { pending: Bytes::new(), reason: reason.into(), early: None }
+    }
+}
+
+impl Decoder {
+    pub(super) fn openai() -> Self {
+        Decoder::OpenAi { framer: SseFramer::default(), saw_done: false }
+    }
+
+    /// `include_usage`: the client's `stream_options.include_usage`.
+    pub(super) fn anthropic(include_usage: bool) -> Self {
+        Decoder::Anthropic(Box::new(StreamTranslator::new(include_usage)))
+    }
+
+    fn push(&mut self, upstream: &str, chunk: &[u8]) -> Result<Bytes, Broken> {
+        match self {
+            Decoder::OpenAi { framer, saw_done } => match framer.push(chunk) {
+                Ok(Some(events)) => {
+                    *saw_done |= has_done_marker(&events);
+                    Ok(events)
+                }
+                Ok(None) => Ok(Bytes::new()),
+                Err(_) => Err(Broken::new(format!("an event exceeded {MAX_EVENT_BYTES} bytes"))),
+            },
+            Decoder::Anthropic(translator) => translator.push(chunk).map_err(|err| {
+                let early = match &err.failure {
+                    StreamFailure::Upstream(class) => messages::classified(upstream, class),
+                    StreamFailure::Protocol(_) => UpstreamError::new(upstream, Failure::Protocol(err.to_string())),
+                };
+                Broken { reason: err.to_string(), early: Some(Box::new(early)), pending: err.pending }
+            }),
+        }
+    }
+
+    /// At the end of the body: what is left to pass on, or why the stream is incomplete.
+    fn finish(&mut self, upstream: &str) -> Result<Bytes, Broken> {
+        match self {
+            Decoder::OpenAi { framer, saw_done } => {
+                // An unterminated tail is passed on only if it is the end marker;
+                // anything else is half an event, which no client could parse.
+                if let Some(tail) = framer.take_rest().filter(|t| has_done_marker(t)) {
+                    let mut done = tail.to_vec();
+                    done.extend_from_slice(b"\n\n");
+                    return Ok(Bytes::from(done));
+                }
+                if !*saw_done {
+                    return Err(Broken::new("the stream ended without data: [DONE]"));
+                }
+                Ok(Bytes::new())
+            }
+            Decoder::Anthropic(_) => {
+                // A blank line completes an unterminated last event, if there is one.
+                let tail = self.push(upstream, b"\n\n")?;
+                let Decoder::Anthropic(translator) = self else {
+                    return Ok(tail);
+                };
+                if translator.finished() {
+                    return Ok(tail);
+                }
+                let early = Failure::Protocol("the stream ended before message_stop".into());
+                Err(Broken {
+                    pending: tail,
+                    reason: "the stream ended without message_stop".into(),
+                    early: Some(Box::new(UpstreamError::new(upstream, early))),
+                })
+            }
+        }
+    }
 }
 
 impl EventStream {
-    pub fn new(upstream: &str, body: BoxStream<'static, reqwest::Result<Bytes>>) -> Self {
-        EventStream { upstream: upstream.to_string(), body: Some(body), framer: SseFramer::default(), saw_done: false }
+    pub(super) fn new(upstream: &str, body: BoxStream<'static, reqwest::Result<Bytes>>, decoder: Decoder) -> Self {
+        EventStream { upstream: upstream.to_string(), body: Some(body), decoder, started: false, queued: None }
     }
 
-    fn broke(&mut self, reason: String) -> Poll<Option<Result<Bytes, UpstreamError>>> {
-        self.body = None;
-        Poll::Ready(Some(Err(UpstreamError::new(&self.upstream, Failure::MidStream(reason)))))
+    fn broken(&self, reason: String) -> UpstreamError {
+        UpstreamError::new(&self.upstream, Failure::MidStream(reason))
     }
 }
 
 impl Stream for EventStream {
     type Item = Result<Bytes, UpstreamError>;
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
         loop {
-            let Some(body) = self.body.as_mut() else {
+            if let Some(err) = this.queued.take() {
+                return Poll::Ready(Some(Err(err)));
+            }
+            let Some(body) = this.body.as_mut() else {
                 return Poll::Ready(None);
             };
-            match body.as_mut().poll_next(cx) {
+            let decoded = match body.as_mut().poll_next(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Some(Ok(chunk))) => match self.framer.push(&chunk) {
-                    Ok(Some(events)) => {
-                        self.saw_done |= has_done_marker(&events);
-                        return Poll::Ready(Some(Ok(events)));
-                    }
-                    Ok(None) => continue,
-                    Err(_) => return self.broke(format!("an event exceeded {MAX_EVENT_BYTES} bytes")),
-                },
+                Poll::Ready(Some(Ok(chunk))) => this.decoder.push(&this.upstream, &chunk),
                 Poll::Ready(Some(Err(err))) => {
+                    this.body = None;
                     let reason = if err.is_timeout() { "timed out".to_string() } else { describe(&err) };
-                    return self.broke(reason);
+                    return Poll::Ready(Some(Err(this.broken(reason))));
                 }
                 Poll::Ready(None) => {
-                    self.body = None;
-                    // An unterminated tail is passed on only if it is the end marker;
-                    // anything else is half an event, which no client could parse.
-                    let tail = self.framer.take_rest().filter(|t| has_done_marker(t));
-                    if let Some(tail) = tail {
-                        let mut done = tail.to_vec();
-                        done.extend_from_slice(b"\n\n");
-                        return Poll::Ready(Some(Ok(Bytes::from(done))));
+                    this.body = None;
+                    this.decoder.finish(&this.upstream)
+                }
+            };
+            match decoded {
+                Ok(events) if events.is_empty() => continue,
+                Ok(events) => {
+                    this.started = true;
+                    return Poll::Ready(Some(Ok(events)));
+                }
+                Err(broken) => {
+                    this.body = None;
+                    let err = match broken.early {
+                        Some(early) if !this.started && broken.pending.is_empty() => *early,
+                        _ => this.broken(broken.reason),
+                    };
+                    if broken.pending.is_empty() {
+                        return Poll::Ready(Some(Err(err)));
                     }
-                    if !self.saw_done {
-                        return self.broke("the stream ended without data: [DONE]".into());
-                    }
-                    return Poll::Ready(None);
+                    this.started = true;
+                    this.queued = Some(err);
+                    return Poll::Ready(Some(Ok(broken.pending)));
                 }
             }
         }

@@ -109,10 +109,12 @@ async fn sigterm_during_load_loses_no_completed_request() {
         assert!(tokio::time::Instant::now() < deadline, "tierwise did not start");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // Steady load from 16 clients; SIGTERM in the middle of it.
+    // Steady load from 16 clients; SIGTERM in the middle of it, once answers flow.
+    let answered = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut workers = Vec::new();
     for _ in 0..16 {
         let url = url.clone();
+        let answered = answered.clone();
         workers.push(tokio::spawn(async move {
             let mut completed = Vec::new();
             for _ in 0..200 {
@@ -121,6 +123,7 @@ async fn sigterm_during_load_loses_no_completed_request() {
                         let id = header(&response, "x-request-id").to_string();
                         if response.bytes().await.is_ok() {
                             completed.push(id);
+                            answered.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
                         }
                     }
                     _ => break,
@@ -129,7 +132,11 @@ async fn sigterm_during_load_loses_no_completed_request() {
             completed
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let flowing = tokio::time::Instant::now() + Duration::from_secs(30);
+    while answered.load(std::sync::atomic::Ordering::SeqCst) < 64 {
+        assert!(tokio::time::Instant::now() < flowing, "the load never got going");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let pid = child.id().unwrap().to_string();
     assert!(std::process::Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     let mut completed = BTreeSet::new();

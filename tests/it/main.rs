@@ -3,6 +3,7 @@
 
 mod support;
 
+mod anthropic;
 mod audit;
 mod chain;
 mod cli;
@@ -13,6 +14,7 @@ mod invariant;
 mod llm;
 mod metrics;
 mod privacy;
+mod providers;
 mod sdk;
 mod streaming;
 mod verify;

@@ -7,7 +7,8 @@
 //! - [`classify_error`]       — an Anthropic error answer → status, OpenAI envelope, and
 //!   whether a retry or another tier makes sense.
 //!
-//! The caller sends the body to `{base_url}/v1/messages` with the headers `x-api-key`,
+//! The caller (`upstream::messages`) sends the body to `{base_url}/messages` (`base_url`
+//! includes `/v1`, e.g. `https://api.anthropic.com/v1`) with the headers `x-api-key`,
 //! `anthropic-version: 2023-06-01` and `content-type: application/json`.
 
 mod content;

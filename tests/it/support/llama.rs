@@ -38,11 +38,17 @@ fn locate() -> (String, String) {
 
 impl LlamaServer {
     pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// Starts it with more command-line arguments, e.g. a `--chat-template-file`.
+    pub async fn start_with(extra_args: &[&str]) -> Self {
         let (binary, model) = locate();
         let port = super::dead_address().await.port();
         let child = Command::new(&binary)
             .args(["--model", &model, "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--ctx-size", "2048", "--threads", "2", "--parallel", "2", "--seed", "7"])
+            .args(extra_args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)

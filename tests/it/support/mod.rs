@@ -109,3 +109,14 @@ pub async fn dead_address() -> SocketAddr {
 pub fn header<'a>(response: &'a reqwest::Response, name: &str) -> &'a str {
     response.headers().get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
+
+/// A JSON body without the `"tierwise"` trail member tierwise appends as the last member:
+/// what the upstream sent, byte for byte.
+pub fn strip_trail(body: &[u8]) -> Vec<u8> {
+    let marker = b",\"tierwise\":";
+    let Some(start) = body.windows(marker.len()).rposition(|w| w == marker) else { return body.to_vec() };
+    let end = body.iter().rposition(|&b| b == b'}').unwrap_or(body.len());
+    let trail: serde_json::Value = serde_json::from_slice(&body[start + marker.len()..end]).expect("the trail is JSON");
+    assert!(trail.get("attempts").is_some(), "not tierwise's trail: {trail}");
+    [&body[..start], &body[end..]].concat()
+}

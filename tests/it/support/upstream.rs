@@ -1,5 +1,6 @@
 //! An upstream double: a real HTTP server on 127.0.0.1:0 that serves recorded OpenAI
-//! bodies, can fail, stall or cut a stream, and records every request it receives.
+//! (or Anthropic) bodies, can fail, stall or cut a stream, and records every request it
+//! receives, with its path and query. It answers on every path, so tests assert the URL.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -8,7 +9,7 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
@@ -50,6 +51,8 @@ impl Behaviour {
 /// One request as the double received it.
 #[derive(Clone, Debug)]
 pub struct Received {
+    /// The path and query the request was sent to.
+    pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Value,
 }
@@ -76,7 +79,7 @@ impl UpstreamDouble {
             abandoned_streams: AtomicUsize::new(0),
             abandoned: Notify::new(),
         });
-        let app = Router::new().route("/v1/chat/completions", post(answer)).with_state(shared.clone());
+        let app = Router::new().route("/v1/chat/completions", post(answer)).fallback(answer).with_state(shared.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -126,9 +129,9 @@ impl Drop for StreamGuard {
     }
 }
 
-async fn answer(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    shared.received.lock().unwrap().push(Received { headers, body });
+    shared.received.lock().unwrap().push(Received { uri, headers, body });
     let behaviour = shared.behaviour.clone();
     match behaviour {
         Behaviour::Json(body) => with_type(StatusCode::OK, "application/json", Body::from(body)),
