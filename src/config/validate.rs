@@ -11,7 +11,9 @@ use reqwest::Url;
 
 use super::raw::{RawConfig, RawServer, RawUpstream};
 use super::validate_access;
-use super::{Config, ConfigSource, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind};
+use super::{
+    Config, ConfigSource, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind, WarmthSource,
+};
 use crate::policy::{ContentClass, Tier};
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
@@ -21,6 +23,8 @@ const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 600_000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 120_000;
+const DEFAULT_REFRESH_MS: u64 = 2_000;
+const DEFAULT_PROBE_TIMEOUT_MS: u64 = 200;
 
 /// One thing wrong with a config, located by its path (`tasks.chat.chain[1]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -339,6 +343,28 @@ fn validate_upstream(
         problems,
     );
 
+    let warmth = match raw.warmth.as_deref() {
+        None => Some(WarmthSource::None),
+        Some(text) => text.parse::<WarmthSource>().ok().or_else(|| {
+            problems.hint(
+                format!("{path}.warmth"),
+                format!("unknown warmth source \"{text}\""),
+                "one of: llama-swap, llama-server, ollama, always (cloud), none",
+            );
+            None
+        }),
+    };
+    let refresh = positive_ms(&format!("{path}.refresh_ms"), raw.refresh_ms, DEFAULT_REFRESH_MS, problems);
+    let probe_timeout =
+        positive_ms(&format!("{path}.probe_timeout_ms"), raw.probe_timeout_ms, DEFAULT_PROBE_TIMEOUT_MS, problems);
+    if probe_timeout > refresh {
+        problems.hint(
+            format!("{path}.probe_timeout_ms"),
+            format!("{} ms is longer than refresh_ms ({} ms)", probe_timeout.as_millis(), refresh.as_millis()),
+            "a probe must end before the next one is due: lower probe_timeout_ms or raise refresh_ms",
+        );
+    }
+
     Some(UpstreamConfig {
         name: name.to_string(),
         tier: tier?,
@@ -350,5 +376,8 @@ fn validate_upstream(
         timeout,
         connect_timeout,
         first_byte_timeout,
+        warmth: warmth?,
+        refresh,
+        probe_timeout,
     })
 }
