@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 use crate::escalate::{Event, Trail};
 use crate::policy::SkipReason;
@@ -22,6 +24,9 @@ pub struct Metrics {
     skips: IntCounterVec,
     privacy_blocked: IntCounterVec,
     in_flight: IntGauge,
+    upstream_up: IntGaugeVec,
+    warm_starts: IntCounterVec,
+    model_load: GaugeVec,
 }
 
 /// How a request ended, as a metric label.
@@ -79,13 +84,39 @@ impl Metrics {
             &["task", "reason"],
         )?;
         let in_flight = IntGauge::new("tierwise_in_flight_requests", "Chat completion requests being handled")?;
+        let upstream_up = IntGaugeVec::new(
+            Opts::new("tierwise_upstream_up", "Whether the upstream's last warmth probe answered (1) or failed (0)"),
+            &["upstream"],
+        )?;
+        let warm_starts = IntCounterVec::new(
+            Opts::new("tierwise_warm_starts_total", "Upstream calls by model alias and whether the model was warm"),
+            &["model", "warm"],
+        )?;
+        let model_load = GaugeVec::new(
+            Opts::new("tierwise_model_load_seconds", "Learned extra time of a cold start, by model alias"),
+            &["model"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(attempts.clone()))?;
         registry.register(Box::new(skips.clone()))?;
         registry.register(Box::new(privacy_blocked.clone()))?;
         registry.register(Box::new(in_flight.clone()))?;
-        Ok(Metrics { registry, requests, request_duration, attempts, skips, privacy_blocked, in_flight })
+        registry.register(Box::new(upstream_up.clone()))?;
+        registry.register(Box::new(warm_starts.clone()))?;
+        registry.register(Box::new(model_load.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            attempts,
+            skips,
+            privacy_blocked,
+            in_flight,
+            upstream_up,
+            warm_starts,
+            model_load,
+        })
     }
 
     pub fn request_started(&self) -> InFlight {
@@ -118,6 +149,26 @@ impl Metrics {
     pub fn request_refused(&self, task: &str, code: &'static str) {
         self.requests.with_label_values(&[task, "none", "refused"]).inc();
         self.privacy_blocked.with_label_values(&[task, code]).inc();
+    }
+
+    /// A warmth probe of `upstream` answered (`up`) or failed.
+    pub fn upstream_up(&self, upstream: &str, up: bool) {
+        self.upstream_up.with_label_values(&[upstream]).set(i64::from(up));
+    }
+
+    /// An attempt on model alias `model` started warm, cold, or with its warmth unknown.
+    pub fn warm_start(&self, model: &str, warm: Option<bool>) {
+        let warm = match warm {
+            Some(true) => "true",
+            Some(false) => "false",
+            None => "unknown",
+        };
+        self.warm_starts.with_label_values(&[model, warm]).inc();
+    }
+
+    /// The learned cold-start time of model alias `model` changed.
+    pub fn model_load(&self, model: &str, expected: Duration) {
+        self.model_load.with_label_values(&[model]).set(expected.as_secs_f64());
     }
 
     /// The text exposition format.
@@ -153,5 +204,25 @@ mod tests {
         assert!(text.contains(r#"tierwise_requests_total{outcome="answered",task="chat",tier="local"} 1"#), "{text}");
         assert!(text.contains(r#"tierwise_attempts_total{model="small",task="chat",tier="local",verdict="accept"} 1"#));
         assert!(text.contains(r#"tierwise_skips_total{reason="not_available",task="chat",tier="cloud"} 1"#));
+    }
+
+    #[test]
+    fn warmth_events_emit_their_labels() {
+        let metrics = Metrics::new().unwrap();
+        metrics.upstream_up("local", true);
+        metrics.upstream_up("swap", true);
+        metrics.upstream_up("swap", false);
+        metrics.warm_start("small", Some(true));
+        metrics.warm_start("small", Some(false));
+        metrics.warm_start("small", None);
+        metrics.warm_start("small", None);
+        metrics.model_load("small", Duration::from_millis(6100));
+        let text = String::from_utf8(metrics.encode()).unwrap();
+        assert!(text.contains(r#"tierwise_upstream_up{upstream="local"} 1"#), "{text}");
+        assert!(text.contains(r#"tierwise_upstream_up{upstream="swap"} 0"#), "{text}");
+        assert!(text.contains(r#"tierwise_warm_starts_total{model="small",warm="true"} 1"#), "{text}");
+        assert!(text.contains(r#"tierwise_warm_starts_total{model="small",warm="false"} 1"#), "{text}");
+        assert!(text.contains(r#"tierwise_warm_starts_total{model="small",warm="unknown"} 2"#), "{text}");
+        assert!(text.contains(r#"tierwise_model_load_seconds{model="small"} 6.1"#), "{text}");
     }
 }
