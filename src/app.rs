@@ -25,6 +25,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
+use crate::warmth::Warmth;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -33,6 +34,9 @@ pub struct AppState {
     /// One pooled client per upstream, shared by all requests.
     pub upstreams: Arc<Upstreams>,
     pub metrics: Metrics,
+    /// Which models are loaded, per upstream: read by requests, fed by the probers
+    /// `serve` starts.
+    pub warmth: Warmth,
     /// When this config was loaded (unix seconds): the `created` of `/v1/models`.
     pub loaded_at_unix: u64,
 }
@@ -41,8 +45,9 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, String> {
         let upstreams = Upstreams::from_config(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
+        let warmth = Warmth::new(&config, metrics.clone())?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(AppState { config: Arc::new(config), upstreams: Arc::new(upstreams), metrics, loaded_at_unix })
+        Ok(AppState { config: Arc::new(config), upstreams: Arc::new(upstreams), metrics, warmth, loaded_at_unix })
     }
 }
 
@@ -74,8 +79,9 @@ pub fn build_router(state: AppState) -> Router {
         .layer(edge)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-/// (streams included) finish for up to `server.shutdown_grace_ms`.
+/// Starts the warmth probers and serves until `shutdown` resolves; then stops the
+/// probers, stops accepting and lets in-flight requests (streams included) finish for up
+/// to `server.shutdown_grace_ms`.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -84,9 +90,12 @@ pub async fn serve(
     let grace = state.config.server.shutdown_grace;
     let signalled = Arc::new(Notify::new());
     let notify = signalled.clone();
+    // Owned by the shutdown future: however serving ends, dropping them stops them too.
+    let probers = state.warmth.start();
     let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
+        probers.stop().await;
         notify.notify_one();
     });
     tokio::select! {

@@ -14,6 +14,9 @@
 //!   of attempts and skips.
 //! - [`upstream`]   — pooled HTTP clients with connect/first-byte/total timeouts; SSE
 //!   framing; errors that say whether to escalate.
+//! - [`warmth`]     — which models are loaded: a background prober per upstream
+//!   (llama-swap, llama-server, ollama) publishes snapshots the run loop reads without
+//!   waiting; the learned cold-start time.
 //! - [`explain`]    — what a request would do, step by step, without calling a model
 //!   (`tierwise explain`, `POST /v1/tierwise/explain`).
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
@@ -30,3 +33,4 @@ pub mod explain;
 pub mod metrics;
 pub mod policy;
 pub mod upstream;
+pub mod warmth;
