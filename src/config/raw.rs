@@ -74,7 +74,7 @@ pub struct RawUpstream {
     /// three periods counts as unknown.
     pub refresh_ms: Option<u64>,
     /// How long one warmth probe may take, in ms, before the upstream counts as down.
-    /// Default 200; at most `refresh_ms`.
+    /// Default 200 (or `refresh_ms`, if shorter); at most `refresh_ms`.
     pub probe_timeout_ms: Option<u64>,
 }
 

@@ -355,9 +355,12 @@ fn validate_upstream(
         }),
     };
     let refresh = positive_ms(&format!("{path}.refresh_ms"), raw.refresh_ms, DEFAULT_REFRESH_MS, problems);
+    // Unset, the probe timeout shrinks to fit a short refresh period.
+    let default_probe_timeout =
+        DEFAULT_PROBE_TIMEOUT_MS.min(raw.refresh_ms.filter(|ms| *ms > 0).unwrap_or(DEFAULT_REFRESH_MS));
     let probe_timeout =
-        positive_ms(&format!("{path}.probe_timeout_ms"), raw.probe_timeout_ms, DEFAULT_PROBE_TIMEOUT_MS, problems);
-    if probe_timeout > refresh {
+        positive_ms(&format!("{path}.probe_timeout_ms"), raw.probe_timeout_ms, default_probe_timeout, problems);
+    if raw.probe_timeout_ms.is_some() && !refresh.is_zero() && probe_timeout > refresh {
         problems.hint(
             format!("{path}.probe_timeout_ms"),
             format!("{} ms is longer than refresh_ms ({} ms)", probe_timeout.as_millis(), refresh.as_millis()),

@@ -13,3 +13,4 @@ mod llm;
 mod privacy;
 mod sdk;
 mod streaming;
+mod warmth;
