@@ -8,8 +8,8 @@
 //!
 //! - [`state`]    — pure: snapshots, staleness, what a probe's result means, what to log.
 //! - [`wire`]     — pure: each server's answer → the loaded model names; the server root.
-//! - [`probe`]    — one probe over HTTP, per source.
-//! - [`prober`]   — the polling loop, stopped by a `watch` flag.
+//! - `probe`      — one probe over HTTP, per source.
+//! - `prober`     — the polling loop, stopped by a `watch` flag.
 //! - [`estimate`] — pure: the learned cold-start time and the deadline check.
 
 pub mod estimate;
@@ -67,6 +67,7 @@ struct Tracked {
 pub struct Probers {
     /// Set to true to stop every prober (they also stop when it is dropped).
     stop: watch::Sender<bool>,
+    /// Awaited by `stop`, so shutdown returns only once no probe is in flight.
     tasks: Vec<JoinHandle<()>>,
 }
 
