@@ -422,7 +422,7 @@ async fn a_single_model_llama_server_is_warm_once_healthy() {
 async fn llama_server_router_mode_reports_loading_and_unloading() {
     let router = Router::start().await;
     let toml = format!(
-        "[upstreams.local]\ntier = \"local\"\nbase_url = \"{}\"\nwarmth = \"llama-server\"\nrefresh_ms = 300\nprobe_timeout_ms = 300\n\n[models.small]\nupstream = \"local\"\nname = \"smollm2\"\n",
+        "[upstreams.local]\ntier = \"local\"\nbase_url = \"{}\"\nwarmth = \"llama-server\"\nrefresh_ms = 500\nprobe_timeout_ms = 500\n\n[models.small]\nupstream = \"local\"\nname = \"smollm2\"\n",
         router.base_url()
     );
     let (warmth, _) = warmth_of(&toml, &[]);
