@@ -26,6 +26,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
+use crate::warmth::Warmth;
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
@@ -36,6 +37,9 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The audit log's sending side; closed (flushed) when `serve` ends.
     pub audit: Arc<Audit>,
+    /// Which models are loaded, per upstream: read by requests, fed by the probers
+    /// `serve` starts.
+    pub warmth: Warmth,
     /// When this config was loaded (unix seconds): the `created` of `/v1/models`.
     pub loaded_at_unix: u64,
 }
@@ -44,6 +48,7 @@ impl AppState {
     pub fn new(config: Config) -> Result<Self, String> {
         let upstreams = Upstreams::from_config(&config)?;
         let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
+        let warmth = Warmth::new(&config, metrics.clone())?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         let audit = match &config.audit {
             None => Audit::disabled(),
@@ -55,6 +60,7 @@ impl AppState {
             upstreams: Arc::new(upstreams),
             metrics,
             audit: Arc::new(audit),
+            warmth,
             loaded_at_unix,
         })
     }
@@ -93,9 +99,9 @@ pub fn metrics_router(state: AppState) -> Router {
     Router::new().route("/metrics", get(api::health::metrics)).fallback(api::unknown_url).with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
-/// (streams included) finish for up to `server.shutdown_grace_ms`; then flushes and
-/// closes the audit log.
+/// Starts the warmth probers and serves until `shutdown` resolves; then stops the
+/// probers, stops accepting and lets in-flight requests (streams included) finish for up
+/// to `server.shutdown_grace_ms`; then flushes and closes the audit log.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
@@ -120,9 +126,12 @@ pub async fn serve(
     }
     let signalled = Arc::new(Notify::new());
     let notify = signalled.clone();
+    // Owned by the shutdown future: however serving ends, dropping them stops them too.
+    let probers = state.warmth.start();
     let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
+        probers.stop().await;
         notify.notify_one();
     });
     let result = tokio::select! {

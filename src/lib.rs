@@ -15,6 +15,9 @@
 //! - [`upstream`]   — pooled HTTP clients with connect/first-byte/total timeouts; SSE
 //!   framing; errors that say whether to escalate; `anthropic` translates OpenAI chat
 //!   requests to Anthropic's Messages API and back (JSON and streams).
+//! - [`warmth`]     — which models are loaded: a background prober per upstream
+//!   (llama-swap, llama-server, ollama) publishes snapshots the run loop reads without
+//!   waiting; the learned cold-start time.
 //! - [`explain`]    — what a request would do, step by step, without calling a model
 //!   (`tierwise explain`, `POST /v1/tierwise/explain`).
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
@@ -33,3 +36,4 @@ pub mod explain;
 pub mod metrics;
 pub mod policy;
 pub mod upstream;
+pub mod warmth;

@@ -12,7 +12,9 @@ pub async fn healthz() -> Response {
     json_response(br#"{"status":"ok"}"#.to_vec())
 }
 
-/// Ready: a validated config is loaded and its upstream clients are built.
+/// Ready: a validated config is loaded and its upstream clients are built. `warmth`
+/// shows each upstream's last probe and its warm and cold model aliases; a down
+/// upstream does not make tierwise unready (the run loop escalates past it).
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let body = serde_json::json!({
         "status": "ready",
@@ -20,6 +22,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
         "tasks": state.config.tasks.len(),
         "models": state.config.models.len(),
         "upstreams": state.config.upstreams.len(),
+        "warmth": state.warmth.report(),
     });
     json_response(body.to_string().into_bytes())
 }

@@ -93,6 +93,62 @@ impl KeyHeader {
     }
 }
 
+/// How tierwise learns whether an upstream's models are loaded (DESIGN §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WarmthSource {
+    /// llama-swap: `GET /running` (`state == "ready"`), else `GET /v1/models` status.
+    LlamaSwap,
+    /// llama-server: router mode's `GET /v1/models` status; a single-model server is warm
+    /// once `GET /health` answers 200.
+    LlamaServer,
+    /// ollama: `GET /api/ps` lists the loaded models.
+    Ollama,
+    /// Always warm (a cloud API).
+    Always,
+    /// Unknown: never probed.
+    None,
+}
+
+impl WarmthSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WarmthSource::LlamaSwap => "llama-swap",
+            WarmthSource::LlamaServer => "llama-server",
+            WarmthSource::Ollama => "ollama",
+            WarmthSource::Always => "always",
+            WarmthSource::None => "none",
+        }
+    }
+
+    /// Whether a background prober polls the upstream.
+    pub fn is_probed(self) -> bool {
+        matches!(self, WarmthSource::LlamaSwap | WarmthSource::LlamaServer | WarmthSource::Ollama)
+    }
+}
+
+impl std::str::FromStr for WarmthSource {
+    type Err = ();
+
+    fn from_str(text: &str) -> Result<Self, ()> {
+        [
+            WarmthSource::LlamaSwap,
+            WarmthSource::LlamaServer,
+            WarmthSource::Ollama,
+            WarmthSource::Always,
+            WarmthSource::None,
+        ]
+        .into_iter()
+        .find(|source| source.as_str() == text)
+        .ok_or(())
+    }
+}
+
+impl fmt::Display for WarmthSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct UpstreamConfig {
     pub name: String,
@@ -115,6 +171,11 @@ pub struct UpstreamConfig {
     pub timeout: Duration,
     pub connect_timeout: Duration,
     pub first_byte_timeout: Duration,
+    pub warmth: WarmthSource,
+    /// How often the warmth prober polls (`refresh_ms`).
+    pub refresh: Duration,
+    /// How long one warmth probe may take (`probe_timeout_ms`).
+    pub probe_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -263,7 +324,14 @@ impl Config {
                 (Some(env), None) => format!(", key from ${env} (NOT SET: steps on it are skipped)"),
                 (None, _) => String::new(),
             };
-            out.push_str(&format!("  {} [{}] {}{}\n", u.name, u.tier, u.base_url, key));
+            let warmth = match u.warmth {
+                WarmthSource::None => String::new(),
+                source if source.is_probed() => {
+                    format!(", warmth {source} every {} ms", u.refresh.as_millis())
+                }
+                source => format!(", warmth {source}"),
+            };
+            out.push_str(&format!("  {} [{}] {}{}{}\n", u.name, u.tier, u.base_url, key, warmth));
         }
         out.push_str(&format!("models ({}):\n", self.models.len()));
         for m in self.models.values() {

@@ -118,6 +118,16 @@ pub struct RawUpstream {
     /// Time until the response headers and the first body bytes arrive, in ms.
     /// Default 120000 (a cold local model may take a while to load).
     pub first_byte_timeout_ms: Option<u64>,
+    /// How tierwise learns which models are loaded (warm): `llama-swap` (polls `/running`),
+    /// `llama-server` (router mode's `/v1/models` status, or `/health`), `ollama`
+    /// (`/api/ps`), `always` (a cloud API: always warm) or `none` (default: unknown).
+    pub warmth: Option<String>,
+    /// How often the warmth prober polls, in ms. Default 2000. A snapshot older than
+    /// three periods counts as unknown.
+    pub refresh_ms: Option<u64>,
+    /// How long one warmth probe may take, in ms, before the upstream counts as down.
+    /// Default 200 (or `refresh_ms`, if shorter); at most `refresh_ms`.
+    pub probe_timeout_ms: Option<u64>,
 }
 
 /// `[models.ALIAS]`: a name clients and chains use for one model on one upstream.

@@ -13,6 +13,7 @@ use super::raw::{RawConfig, RawServer, RawUpstream};
 use super::{validate_access, validate_verify, VerifyConfig};
 use super::{
     Config, ConfigSource, KeyHeader, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind,
+    WarmthSource,
 };
 use crate::policy::{ContentClass, Tier};
 
@@ -27,6 +28,8 @@ const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com/v1";
 const DEFAULT_MAX_TOKENS: u32 = 4096;
 /// Headers tierwise writes itself, which `headers` and `auth_header` may not set.
 const RESERVED_HEADERS: [&str; 6] = ["content-type", "content-length", "host", "transfer-encoding", "connection", "te"];
+const DEFAULT_REFRESH_MS: u64 = 2_000;
+const DEFAULT_PROBE_TIMEOUT_MS: u64 = 200;
 
 /// One thing wrong with a config, located by its path (`tasks.chat.chain[1]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -399,6 +402,31 @@ fn validate_upstream(
         problems,
     );
 
+    let warmth = match raw.warmth.as_deref() {
+        None => Some(WarmthSource::None),
+        Some(text) => text.parse::<WarmthSource>().ok().or_else(|| {
+            problems.hint(
+                format!("{path}.warmth"),
+                format!("unknown warmth source \"{text}\""),
+                "one of: llama-swap, llama-server, ollama, always (cloud), none",
+            );
+            None
+        }),
+    };
+    let refresh = positive_ms(&format!("{path}.refresh_ms"), raw.refresh_ms, DEFAULT_REFRESH_MS, problems);
+    // Unset, the probe timeout shrinks to fit a short refresh period.
+    let default_probe_timeout =
+        DEFAULT_PROBE_TIMEOUT_MS.min(raw.refresh_ms.filter(|ms| *ms > 0).unwrap_or(DEFAULT_REFRESH_MS));
+    let probe_timeout =
+        positive_ms(&format!("{path}.probe_timeout_ms"), raw.probe_timeout_ms, default_probe_timeout, problems);
+    if raw.probe_timeout_ms.is_some() && !refresh.is_zero() && probe_timeout > refresh {
+        problems.hint(
+            format!("{path}.probe_timeout_ms"),
+            format!("{} ms is longer than refresh_ms ({} ms)", probe_timeout.as_millis(), refresh.as_millis()),
+            "a probe must end before the next one is due: lower probe_timeout_ms or raise refresh_ms",
+        );
+    }
+
     Some(UpstreamConfig {
         name: name.to_string(),
         tier: tier?,
@@ -414,6 +442,9 @@ fn validate_upstream(
         timeout,
         connect_timeout,
         first_byte_timeout,
+        warmth: warmth?,
+        refresh,
+        probe_timeout,
     })
 }
 

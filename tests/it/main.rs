@@ -19,3 +19,4 @@ mod sdk;
 mod streaming;
 mod verify;
 mod verify_e2e;
+mod warmth;
