@@ -3,7 +3,9 @@
 //! path.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
@@ -22,6 +24,7 @@ use crate::policy::{self, Classification, Locale, Plan, PlanRequest, Source};
 
 pub const TASK_HEADER: HeaderName = HeaderName::from_static("x-tierwise-task");
 pub const CLASS_HEADER: HeaderName = HeaderName::from_static("x-tierwise-content-class");
+pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-tierwise-deadline-ms");
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -41,7 +44,7 @@ pub async fn chat_completions(
         Err(err) => return early(err, None),
     };
     let locale = auth::locale(&headers, caller.profile);
-    let Prepared { resolved, classification } = match prepare(config, &headers, &mut request) {
+    let Prepared { resolved, classification, deadline } = match prepare(config, &headers, &mut request) {
         Ok(prepared) => prepared,
         Err(err) => return early(err, None),
     };
@@ -63,6 +66,7 @@ pub async fn chat_completions(
         request: Arc::new(request),
         plan: Arc::new(plan),
         profile: caller.profile.name.clone(),
+        deadline: deadline.map(|d| started + d),
         classification,
         locale,
         started,
@@ -90,6 +94,8 @@ pub struct Job {
     pub request: Arc<ChatRequest>,
     pub plan: Arc<Plan>,
     pub profile: String,
+    /// When the request must be answered by.
+    pub deadline: Option<Instant>,
     pub classification: Classification,
     pub locale: Locale,
     pub started: Instant,
@@ -103,6 +109,7 @@ struct RunInputs {
     request: Arc<ChatRequest>,
     plan: Arc<Plan>,
     profile: String,
+    deadline: Option<Instant>,
 }
 
 impl Job {
@@ -112,6 +119,7 @@ impl Job {
             request: self.request.clone(),
             plan: self.plan.clone(),
             profile: self.profile.clone(),
+            deadline: self.deadline,
         }
     }
 }
@@ -126,6 +134,8 @@ impl RunInputs {
             upstreams: &self.state.upstreams,
             request: &self.request,
             profile,
+            warmth: &self.state.warmth,
+            deadline: self.deadline,
         };
         escalate::run(&ctx, &self.plan).await
     }
@@ -134,6 +144,8 @@ impl RunInputs {
 struct Prepared {
     resolved: policy::Resolved,
     classification: Classification,
+    /// How long the request may take: `x-tierwise-deadline-ms`, else the task's.
+    deadline: Option<Duration>,
 }
 
 /// Everything about the request that needs no upstream: its task and content class.
@@ -145,7 +157,25 @@ fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest) -> R
     let resolved = policy::resolve(config, &name)
         .map_err(|unknown| ApiError::ModelNotFound { name: unknown.name, known: unknown.known })?;
     let classification = classify(config, &resolved, headers, request)?;
-    Ok(Prepared { resolved, classification })
+    let deadline = match headers.get(&DEADLINE_HEADER) {
+        Some(value) => Some(
+            value
+                .to_str()
+                .ok()
+                .and_then(|v| v.trim().parse::<u64>().ok())
+                .filter(|ms| *ms > 0)
+                .map(Duration::from_millis)
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "x-tierwise-deadline-ms must be a positive number of milliseconds",
+                        Some("x-tierwise-deadline-ms".into()),
+                    )
+                })?,
+        ),
+        None if resolved.direct => None,
+        None => config.tasks.get(&resolved.task).and_then(|t| t.deadline),
+    };
+    Ok(Prepared { resolved, classification, deadline })
 }
 
 /// The request's content class: the highest of the task's, the header's, the body's

@@ -211,6 +211,8 @@ pub struct TaskConfig {
     /// The tier-`none` answer, if the task has one.
     pub rules_reply: Option<String>,
     pub verify: VerifyConfig,
+    pub prefer_warm: bool,
+    pub deadline: Option<Duration>,
 }
 
 /// How a task's answers are checked. The default verifies nothing.

@@ -167,6 +167,13 @@ pub struct RawTask {
     pub rules: Option<RawRules>,
     /// How answers are checked before they are accepted. Absent: no verification.
     pub verify: Option<RawVerify>,
+    /// Among consecutive chain steps of one tier, try loaded (warm) models first.
+    /// Default false.
+    pub prefer_warm: Option<bool>,
+    /// The request's deadline, in ms, when it sends no `x-tierwise-deadline-ms`: a cold
+    /// model whose learned load time does not fit is skipped (`not_ready`) when a later
+    /// step may run. Default: none.
+    pub deadline_ms: Option<u64>,
 }
 
 /// `[tasks.NAME.verify]`: deterministic checks, then an optional LLM judge.

@@ -196,6 +196,10 @@ pub fn validate(
                 content_class,
                 rules_reply,
                 verify,
+                prefer_warm: raw_task.prefer_warm.unwrap_or(false),
+                deadline: raw_task
+                    .deadline_ms
+                    .map(|ms| positive_ms(&format!("{path}.deadline_ms"), Some(ms), ms, &mut problems)),
             },
         );
     }

@@ -4,10 +4,13 @@
 
 mod assemble;
 pub mod judge;
+mod order;
 mod trail;
 mod verify;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use serde_json::Value;
 use tracing::{debug, error, warn};
@@ -16,7 +19,9 @@ use crate::api::wire::ChatRequest;
 use crate::config::{Config, Profile, VerifyConfig};
 use crate::policy::{Action, ContentClass, Plan, Step, Tier, Why};
 use crate::upstream::{Failure, Reply, UpstreamError, Upstreams};
+use crate::warmth::{cold_start_fits, Warmth};
 
+pub use order::walk_order;
 pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict};
 pub use verify::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
 
@@ -57,6 +62,10 @@ pub struct RunContext<'a> {
     pub upstreams: &'a Upstreams,
     pub request: &'a ChatRequest,
     pub profile: &'a Profile,
+    /// Which models are loaded; read, never waited on.
+    pub warmth: &'a Warmth,
+    /// When the request must be answered by (`x-tierwise-deadline-ms` or the task's).
+    pub deadline: Option<Instant>,
 }
 
 impl RunContext<'_> {
@@ -83,7 +92,10 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
     let mut trail = Trail::default();
     let mut last = None;
     let mut feedback: Vec<String> = Vec::new();
-    for (index, planned) in plan.steps.iter().enumerate() {
+    let prefer_warm = ctx.config.tasks.get(&plan.task).is_some_and(|t| t.prefer_warm);
+    let order = walk_order(plan, prefer_warm, |s| ctx.warmth.is_warm(&s.upstream, &s.upstream_model));
+    for (position, &index) in order.iter().enumerate() {
+        let planned = &plan.steps[index];
         let step = &planned.step;
         if let Action::Skip(why) = &planned.action {
             trail.skip(step, why.clone());
@@ -104,6 +116,18 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             trail.skip(step, Why::MissingKey { env: env.clone(), upstream: step.upstream.clone() });
             continue;
         }
+        // A later step can still answer: the only case where skipping a cold model for
+        // time, or verifying an answer, makes sense. Plan steps are already within the
+        // privacy ceiling, so this never escalates past it.
+        let later = order[position + 1..].iter().any(|&i| plan.steps[i].action == Action::Run);
+        let warm = ctx.warmth.is_warm(&step.upstream, &step.upstream_model);
+        if later {
+            let remaining = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if let Err(cold) = cold_start_fits(warm, ctx.warmth.expected_load(&step.model), remaining) {
+                trail.skip(step, Why::TooCold { expected_load: cold.expected_load, remaining: cold.remaining });
+                continue;
+            }
+        }
         let body = match ctx.request.body_for(&step.upstream_model, &feedback) {
             Ok(body) => body,
             Err(err) => {
@@ -113,11 +137,17 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
                 continue;
             }
         };
-        let verified = is_verified(ctx.config, plan, index);
+        let verified = later && ctx.verify(plan).is_some_and(|v| v.applies_to(step.tier));
         let started = Instant::now();
-        let failure = match upstream.chat(body, ctx.request.is_stream()).await {
+        let called = upstream.chat(body, ctx.request.is_stream()).await;
+        ctx.warmth.record_attempt(&step.model, warm, started.elapsed());
+        if called.is_ok() {
+            ctx.warmth.mark_warm(&step.upstream, &step.upstream_model);
+        }
+        let failure = match called {
             Ok(reply) if !verified => {
                 trail.attempt(step, started.elapsed(), Verdict::Accept, None);
+                trail.warm_start(warm);
                 debug!(task = %plan.task, model = %step.model, tier = %step.tier, "answered");
                 return Outcome {
                     trail,
@@ -127,11 +157,13 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             Ok(reply) => match judge_reply(ctx, plan, reply).await {
                 Judged::Accept { produced, completion, verify_time } => {
                     trail.attempt(step, started.elapsed(), Verdict::Accept, None);
+                    trail.warm_start(warm);
                     trail.verified(verify_time, usage(&completion));
                     return Outcome { trail, result: Ok(Answer { step: step.clone(), produced }) };
                 }
                 Judged::Reject { feedback: said, completion, verify_time } => {
                     trail.attempt(step, started.elapsed(), Verdict::Escalate, None);
+                    trail.warm_start(warm);
                     trail.verified(verify_time, usage(&completion));
                     trail.rejected(said.clone());
                     debug!(task = %plan.task, model = %step.model, feedback = %said, "escalating");
@@ -153,6 +185,7 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             _ => Why::Failed { upstream: step.upstream.clone(), error: failure.short() },
         };
         trail.attempt(step, started.elapsed(), Verdict::Error, Some(why));
+        trail.warm_start(warm);
         if !failure.escalates() {
             return Outcome { trail, result: Err(RunError::Refused(failure)) };
         }

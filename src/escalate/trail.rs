@@ -176,6 +176,13 @@ impl Trail {
         }
     }
 
+    /// Whether the last attempt's model was loaded when it was called.
+    pub fn warm_start(&mut self, warm: Option<bool>) {
+        if let Some(a) = self.last_attempt() {
+            a.warm_start = warm;
+        }
+    }
+
     /// Tokens of the last attempt, when it has none recorded yet.
     pub fn fill_tokens(&mut self, tokens: Option<(u64, u64)>) {
         if let Some(a) = self.last_attempt() {
@@ -213,7 +220,8 @@ impl Trail {
     }
 
     /// The compact `x-tierwise-attempts` form:
-    /// `local/smollm2:error(not_ready):3ms, cloud/gpt:skip(no_consent), server/qwen:accept:812ms`.
+    /// `local/smollm2:escalate:812ms:cold, cloud/gpt:skip(no_consent), server/qwen:accept:1430ms:warm`
+    /// (`:warm` / `:cold` when the model's warmth was known).
     /// Names are config names (validated plain ASCII), so this is a valid header value.
     pub fn header_value(&self) -> String {
         let mut out = String::new();
@@ -223,18 +231,18 @@ impl Trail {
             }
             // Writing to a String cannot fail.
             let _ = match event {
-                Event::Attempt(a) => match &a.failure {
-                    Some(why) => write!(
-                        out,
-                        "{}/{}:{}({}):{}ms",
-                        a.tier,
-                        a.model,
-                        a.verdict.as_str(),
-                        why.reason().as_str(),
-                        a.duration.as_millis()
-                    ),
-                    None => write!(out, "{}/{}:{}:{}ms", a.tier, a.model, a.verdict.as_str(), a.duration.as_millis()),
-                },
+                Event::Attempt(a) => {
+                    let _ = write!(out, "{}/{}:{}", a.tier, a.model, a.verdict.as_str());
+                    if let Some(why) = &a.failure {
+                        let _ = write!(out, "({})", why.reason().as_str());
+                    }
+                    let _ = write!(out, ":{}ms", a.duration.as_millis());
+                    match a.warm_start {
+                        Some(true) => write!(out, ":warm"),
+                        Some(false) => write!(out, ":cold"),
+                        None => Ok(()),
+                    }
+                }
                 Event::Skip(s) => write!(out, "{}/{}:skip({})", s.tier, s.model, s.why.reason().as_str()),
             };
         }

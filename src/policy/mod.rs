@@ -126,6 +126,8 @@ fn direct_policy(alias: &str) -> TaskConfig {
         content_class: ContentClass::Normal,
         rules_reply: None,
         verify: crate::config::VerifyConfig::default(),
+        prefer_warm: false,
+        deadline: None,
     }
 }
 

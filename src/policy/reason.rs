@@ -87,16 +87,49 @@ impl Locale {
 /// Why a step did not answer, with what is needed to say what to change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Why {
-    NoConsent { profile: String },
-    NotAllowed { profile: String, task: String },
-    NoTiersConfigured { profile: String },
-    BelowMinTier { min: Tier, task: String },
-    Privacy { because: String },
-    NoBackend { task: String, profile: String },
-    Overridden { profile: String, tier: Tier },
-    MissingKey { env: String, upstream: String },
-    Unreachable { upstream: String, base_url: String, error: String },
-    Failed { upstream: String, error: String },
+    NoConsent {
+        profile: String,
+    },
+    NotAllowed {
+        profile: String,
+        task: String,
+    },
+    NoTiersConfigured {
+        profile: String,
+    },
+    BelowMinTier {
+        min: Tier,
+        task: String,
+    },
+    Privacy {
+        because: String,
+    },
+    NoBackend {
+        task: String,
+        profile: String,
+    },
+    Overridden {
+        profile: String,
+        tier: Tier,
+    },
+    MissingKey {
+        env: String,
+        upstream: String,
+    },
+    Unreachable {
+        upstream: String,
+        base_url: String,
+        error: String,
+    },
+    /// Known cold, and its learned load time does not fit the request's deadline.
+    TooCold {
+        expected_load: std::time::Duration,
+        remaining: std::time::Duration,
+    },
+    Failed {
+        upstream: String,
+        error: String,
+    },
 }
 
 impl Why {
@@ -110,7 +143,7 @@ impl Why {
             Why::NoBackend { .. } => SkipReason::NoBackend,
             Why::Overridden { .. } => SkipReason::Overridden,
             Why::MissingKey { .. } => SkipReason::NotAvailable,
-            Why::Unreachable { .. } => SkipReason::NotReady,
+            Why::Unreachable { .. } | Why::TooCold { .. } => SkipReason::NotReady,
             Why::Failed { .. } => SkipReason::RuntimeError,
         }
     }
@@ -172,6 +205,16 @@ impl Why {
             (Locale::De, Why::Unreachable { upstream, base_url, error }) => {
                 format!("nicht erreichbar ({error}) — läuft Upstream \"{upstream}\" unter {base_url}?")
             }
+            (Locale::En, Why::TooCold { expected_load, remaining }) => format!(
+                "cold, expected load {:.1} s exceeds the remaining {:.1} s — allow more time (x-tierwise-deadline-ms or the task's deadline_ms) or keep the model loaded",
+                expected_load.as_secs_f64(),
+                remaining.as_secs_f64()
+            ),
+            (Locale::De, Why::TooCold { expected_load, remaining }) => format!(
+                "kalt, erwartete Ladezeit {} s übersteigt die verbleibenden {} s — mehr Zeit erlauben (x-tierwise-deadline-ms oder deadline_ms des Tasks) oder das Modell geladen halten",
+                format!("{:.1}", expected_load.as_secs_f64()).replace('.', ","),
+                format!("{:.1}", remaining.as_secs_f64()).replace('.', ",")
+            ),
             (Locale::En, Why::Failed { upstream, error }) => {
                 format!("failed: {error} — check upstream \"{upstream}\"")
             }

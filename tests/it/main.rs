@@ -19,4 +19,5 @@ mod sdk;
 mod streaming;
 mod verify;
 mod verify_e2e;
+mod warm_routing;
 mod warmth;

@@ -28,6 +28,8 @@ pub fn fixture(path: &str) -> Bytes {
 /// A running tierwise on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// The running app's state (warmth, metrics, config), for tests that seed or inspect it.
+    pub state: AppState,
     shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<JoinHandle<std::io::Result<()>>>,
 }
@@ -42,10 +44,10 @@ impl TestApp {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(app::serve(listener, state, async move {
+        let server = tokio::spawn(app::serve(listener, state.clone(), async move {
             let _ = rx.await;
         }));
-        TestApp { addr, shutdown: Some(tx), server: Some(server) }
+        TestApp { addr, state: state.clone(), shutdown: Some(tx), server: Some(server) }
     }
 
     pub async fn start(toml: &str) -> Self {
