@@ -37,6 +37,8 @@ pub enum ApiError {
     /// 502/503/504: no step produced an answer. `message` lists every step;
     /// `skipped` has the same, machine-readable.
     Exhausted { status: StatusCode, code: &'static str, message: String, skipped: Option<Value> },
+    /// 429/503 with `Retry-After`: rate limited upstream, or tierwise is at capacity.
+    Overloaded { status: StatusCode, code: &'static str, message: String, retry_after: Option<Duration> },
     /// 500: a bug in tierwise (e.g. a caught panic).
     Internal(String),
 }
@@ -84,7 +86,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Refused(r) => r.status,
-            ApiError::Exhausted { status, .. } => *status,
+            ApiError::Exhausted { status, .. } | ApiError::Overloaded { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +132,8 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "timeout_error",
             ApiError::Refused(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
             ApiError::Exhausted { .. } => "upstream_error",
+            ApiError::Overloaded { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+            ApiError::Overloaded { .. } => "overloaded_error",
             ApiError::Internal(_) => "server_error",
         }
     }
@@ -156,7 +160,7 @@ impl ApiError {
                 format!("the request did not complete within {} ms (server.request_timeout_ms)", after.as_millis())
             }
             ApiError::Refused(r) => format!("upstream \"{}\": {}", r.upstream, r.message),
-            ApiError::Exhausted { message, .. } => message.clone(),
+            ApiError::Exhausted { message, .. } | ApiError::Overloaded { message, .. } => message.clone(),
             ApiError::Internal(message) => message.clone(),
         }
     }
@@ -182,7 +186,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::Refused(r) => return r.code.clone(),
-            ApiError::Exhausted { code, .. } => code,
+            ApiError::Exhausted { code, .. } | ApiError::Overloaded { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
         };
         Some(Value::String(code.into()))
@@ -215,6 +219,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), self.envelope()).into_response();
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if let ApiError::Overloaded { retry_after: Some(after), .. } = &self {
+            // Whole seconds, rounded up: a client must not come back too early.
+            let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+            response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
+        }
         response
     }
 }

@@ -408,10 +408,23 @@ fn exhausted(task: &str, trail: &Trail, last: Option<&UpstreamError>, locale: Lo
         Some(err) if matches!(err.failure, Failure::Connect(_)) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
         Some(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
     };
+    let rate_limited = last.is_some_and(
+        |e| matches!(e.failure, Failure::Status { status, .. } if status == StatusCode::TOO_MANY_REQUESTS),
+    );
     let mut lines = vec![policy::nothing_answered(task, locale)];
     lines.extend(trail.lines(locale).into_iter().map(|l| format!("- {l}")));
     if trail.events.is_empty() {
         lines.push("- (no steps)".into());
+    }
+    if rate_limited {
+        // The last step said "later": so does tierwise, with its Retry-After.
+        let retry_after = last.and_then(|e| e.retry_after).or(Some(std::time::Duration::from_secs(1)));
+        return ApiError::Overloaded {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "rate_limit_exceeded",
+            message: lines.join("\n"),
+            retry_after,
+        };
     }
     let skipped = serde_json::to_value(trail.views(locale)).ok();
     ApiError::Exhausted { status, code, message: lines.join("\n"), skipped }

@@ -176,6 +176,13 @@ pub struct UpstreamConfig {
     pub refresh: Duration,
     /// How long one warmth probe may take (`probe_timeout_ms`).
     pub probe_timeout: Duration,
+    /// Extra tries within a step after a connection error, 429 or 5xx.
+    pub retries: u32,
+    pub retry_backoff: Duration,
+    pub retry_backoff_max: Duration,
+    /// Consecutive failures that open the circuit; 0: never.
+    pub circuit_failures: u32,
+    pub circuit_cooldown: Duration,
 }
 
 #[derive(Debug, Clone)]

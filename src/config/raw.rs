@@ -128,6 +128,20 @@ pub struct RawUpstream {
     /// How long one warmth probe may take, in ms, before the upstream counts as down.
     /// Default 200 (or `refresh_ms`, if shorter); at most `refresh_ms`.
     pub probe_timeout_ms: Option<u64>,
+    /// Extra tries within a step on connection errors, 429 and 5xx, with exponential
+    /// backoff and full jitter, honouring `Retry-After`, never past the request's
+    /// deadline. Default 2 for `server` and `cloud`, 0 for `local`.
+    pub retries: Option<u32>,
+    /// First backoff, in ms (doubles per retry). Default 250.
+    pub retry_backoff_ms: Option<u64>,
+    /// Longest backoff (and longest `Retry-After` honoured), in ms. Default 8000.
+    pub retry_backoff_max_ms: Option<u64>,
+    /// Consecutive failures (connection, timeout, 5xx, malformed) that open the circuit:
+    /// steps on this upstream are skipped for `circuit_cooldown_ms`, then one request
+    /// probes it. Default 5; 0 disables.
+    pub circuit_failures: Option<u32>,
+    /// How long an open circuit stays open, in ms. Default 30000.
+    pub circuit_cooldown_ms: Option<u64>,
 }
 
 /// `[models.ALIAS]`: a name clients and chains use for one model on one upstream.

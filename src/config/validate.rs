@@ -449,6 +449,21 @@ fn validate_upstream(
         warmth: warmth?,
         refresh,
         probe_timeout,
+        retries: raw.retries.unwrap_or(if tier == Some(Tier::Local) { 0 } else { 2 }),
+        retry_backoff: positive_ms(&format!("{path}.retry_backoff_ms"), raw.retry_backoff_ms, 250, problems),
+        retry_backoff_max: positive_ms(
+            &format!("{path}.retry_backoff_max_ms"),
+            raw.retry_backoff_max_ms,
+            8_000,
+            problems,
+        ),
+        circuit_failures: raw.circuit_failures.unwrap_or(5),
+        circuit_cooldown: positive_ms(
+            &format!("{path}.circuit_cooldown_ms"),
+            raw.circuit_cooldown_ms,
+            30_000,
+            problems,
+        ),
     })
 }
 

@@ -16,9 +16,9 @@ use serde_json::Value;
 use tracing::{debug, error, warn};
 
 use crate::api::wire::ChatRequest;
-use crate::config::{Config, Profile, VerifyConfig};
+use crate::config::{Config, Profile, UpstreamConfig, VerifyConfig};
 use crate::policy::{Action, ContentClass, Plan, Step, Tier, Why};
-use crate::upstream::{Failure, Reply, UpstreamError, Upstreams};
+use crate::upstream::{Failure, Reply, Upstream, UpstreamError, Upstreams};
 use crate::warmth::{cold_start_fits, Warmth};
 
 pub use order::walk_order;
@@ -137,10 +137,40 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
                 continue;
             }
         };
+        if let Err(open) = upstream.permit() {
+            let why = Why::CircuitOpen {
+                upstream: step.upstream.clone(),
+                remaining: open.remaining,
+                failures: open.failures,
+            };
+            trail.skip(step, why);
+            continue;
+        }
         let verified = later && ctx.verify(plan).is_some_and(|v| v.applies_to(step.tier));
-        let started = Instant::now();
-        let called = upstream.chat(body, ctx.request.is_stream()).await;
-        ctx.warmth.record_attempt(&step.model, warm, started.elapsed());
+        let mut retries_left = upstream.config.retries;
+        let (started, called) = loop {
+            let started = Instant::now();
+            let called = upstream.chat(body.clone(), ctx.request.is_stream()).await;
+            upstream.record(&called);
+            ctx.warmth.record_attempt(&step.model, warm, started.elapsed());
+            let Err(err) = &called else { break (started, called) };
+            if !err.retryable() || retries_left == 0 {
+                break (started, called);
+            }
+            let retry = upstream.config.retries - retries_left;
+            let Some(wait) = backoff(&upstream.config, retry, err.retry_after) else { break (started, called) };
+            let fits = ctx.deadline.is_none_or(|d| Instant::now() + wait < d);
+            // A circuit that opened on this failure ends the retries too.
+            if !fits || upstream.circuit_open() {
+                break (started, called);
+            }
+            trail.attempt(step, started.elapsed(), Verdict::Error, Some(why_failed(step, upstream, err)));
+            trail.warm_start(warm);
+            trail.retried(wait);
+            debug!(task = %plan.task, model = %step.model, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
+            tokio::time::sleep(wait).await;
+            retries_left -= 1;
+        };
         if called.is_ok() {
             ctx.warmth.mark_warm(&step.upstream, &step.upstream_model);
         }
@@ -176,14 +206,7 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             },
             Err(err) => err,
         };
-        let why = match &failure.failure {
-            Failure::Connect(detail) => Why::Unreachable {
-                upstream: step.upstream.clone(),
-                base_url: upstream.config.base_url.to_string(),
-                error: detail.clone(),
-            },
-            _ => Why::Failed { upstream: step.upstream.clone(), error: failure.short() },
-        };
+        let why = why_failed(step, upstream, &failure);
         trail.attempt(step, started.elapsed(), Verdict::Error, Some(why));
         trail.warm_start(warm);
         if !failure.escalates() {
@@ -238,6 +261,38 @@ async fn judge_reply(ctx: &RunContext<'_>, plan: &Plan, reply: Reply) -> Judged 
         Ok(()) => Judged::Accept { produced, completion, verify_time },
         Err(feedback) => Judged::Reject { feedback, completion, verify_time },
     }
+}
+
+/// Why a call failed, for the trail: unreachable (`not_ready`) or failed (`runtime_error`).
+fn why_failed(step: &Step, upstream: &Upstream, err: &UpstreamError) -> Why {
+    match &err.failure {
+        Failure::Connect(detail) => Why::Unreachable {
+            upstream: step.upstream.clone(),
+            base_url: upstream.config.base_url.to_string(),
+            error: detail.clone(),
+        },
+        _ => Why::Failed { upstream: step.upstream.clone(), error: err.short() },
+    }
+}
+
+/// The wait before retry number `retry` (0-based): exponential backoff with full jitter,
+/// at least the upstream's `Retry-After`. `None` when the `Retry-After` is longer than
+/// `retry_backoff_max_ms` allows.
+fn backoff(config: &UpstreamConfig, retry: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    let cap = config.retry_backoff.saturating_mul(1u32 << retry.min(16)).min(config.retry_backoff_max);
+    let jittered = cap.mul_f64(random_fraction());
+    match retry_after {
+        Some(asked) if asked > config.retry_backoff_max => None,
+        Some(asked) => Some(jittered.max(asked)),
+        None => Some(jittered),
+    }
+}
+
+/// A uniformly random number in [0, 1), from the standard library's hash seeding.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
 fn protocol(upstream: &str, message: String) -> UpstreamError {

@@ -47,6 +47,8 @@ pub struct Attempt {
     pub tokens: Option<(u64, u64)>,
     /// Whether the model was loaded when called; `None` when unknown.
     pub warm_start: Option<bool>,
+    /// The same step was tried again after this wait.
+    pub retried_after: Option<Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +92,9 @@ pub struct EventView {
     pub completion_tokens: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub warm_start: Option<bool>,
+    /// Retried after this many ms.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after_ms: Option<u64>,
 }
 
 impl Event {
@@ -110,6 +115,7 @@ impl Event {
                 prompt_tokens: a.tokens.map(|t| t.0),
                 completion_tokens: a.tokens.map(|t| t.1),
                 warm_start: a.warm_start,
+                retry_after_ms: a.retried_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             },
             Event::Skip(s) => EventView {
                 kind: "skip",
@@ -126,6 +132,7 @@ impl Event {
                 prompt_tokens: None,
                 completion_tokens: None,
                 warm_start: None,
+                retry_after_ms: None,
             },
         }
     }
@@ -158,7 +165,15 @@ impl Trail {
             verify_time: None,
             tokens: None,
             warm_start: None,
+            retried_after: None,
         }));
+    }
+
+    /// The last attempt is retried after `wait`.
+    pub fn retried(&mut self, wait: Duration) {
+        if let Some(a) = self.last_attempt() {
+            a.retried_after = Some(wait);
+        }
     }
 
     fn last_attempt(&mut self) -> Option<&mut Attempt> {
@@ -237,9 +252,13 @@ impl Trail {
                         let _ = write!(out, "({})", why.reason().as_str());
                     }
                     let _ = write!(out, ":{}ms", a.duration.as_millis());
-                    match a.warm_start {
+                    let _ = match a.warm_start {
                         Some(true) => write!(out, ":warm"),
                         Some(false) => write!(out, ":cold"),
+                        None => Ok(()),
+                    };
+                    match a.retried_after {
+                        Some(_) => write!(out, ":retried"),
                         None => Ok(()),
                     }
                 }

@@ -121,6 +121,12 @@ pub enum Why {
         base_url: String,
         error: String,
     },
+    /// The upstream's circuit is open after repeated failures.
+    CircuitOpen {
+        upstream: String,
+        remaining: std::time::Duration,
+        failures: u32,
+    },
     /// Known cold, and its learned load time does not fit the request's deadline.
     TooCold {
         expected_load: std::time::Duration,
@@ -142,7 +148,7 @@ impl Why {
             Why::Privacy { .. } => SkipReason::Privacy,
             Why::NoBackend { .. } => SkipReason::NoBackend,
             Why::Overridden { .. } => SkipReason::Overridden,
-            Why::MissingKey { .. } => SkipReason::NotAvailable,
+            Why::MissingKey { .. } | Why::CircuitOpen { .. } => SkipReason::NotAvailable,
             Why::Unreachable { .. } | Why::TooCold { .. } => SkipReason::NotReady,
             Why::Failed { .. } => SkipReason::RuntimeError,
         }
@@ -205,6 +211,14 @@ impl Why {
             (Locale::De, Why::Unreachable { upstream, base_url, error }) => {
                 format!("nicht erreichbar ({error}) — läuft Upstream \"{upstream}\" unter {base_url}?")
             }
+            (Locale::En, Why::CircuitOpen { upstream, remaining, failures }) => format!(
+                "circuit open for {} s after {failures} failures — upstream \"{upstream}\" keeps failing; one request probes it when that time is up",
+                remaining.as_secs().max(1)
+            ),
+            (Locale::De, Why::CircuitOpen { upstream, remaining, failures }) => format!(
+                "Schutzschalter offen für {} s nach {failures} Fehlern — Upstream \"{upstream}\" fällt wiederholt aus; danach prüft ihn eine Anfrage",
+                remaining.as_secs().max(1)
+            ),
             (Locale::En, Why::TooCold { expected_load, remaining }) => format!(
                 "cold, expected load {:.1} s exceeds the remaining {:.1} s — allow more time (x-tierwise-deadline-ms or the task's deadline_ms) or keep the model loaded",
                 expected_load.as_secs_f64(),

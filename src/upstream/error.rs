@@ -15,6 +15,8 @@ pub struct UpstreamError {
     /// Set when the upstream's protocol says itself whether another attempt may succeed
     /// (Anthropic's error types); otherwise the failure decides, see [`Self::escalates`].
     escalation: Option<bool>,
+    /// The upstream's `Retry-After`, when it sent one (seconds form).
+    pub retry_after: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -45,7 +47,7 @@ pub enum TimeoutPhase {
 
 impl UpstreamError {
     pub fn new(upstream: &str, failure: Failure) -> Self {
-        UpstreamError { upstream: upstream.to_string(), failure, escalation: None }
+        UpstreamError { upstream: upstream.to_string(), failure, escalation: None, retry_after: None }
     }
 
     /// Overrides what the failure alone says about escalating: for a protocol whose
@@ -54,6 +56,31 @@ impl UpstreamError {
     pub fn escalating(mut self, escalates: bool) -> Self {
         self.escalation = Some(escalates);
         self
+    }
+
+    pub fn with_retry_after(mut self, retry_after: Option<Duration>) -> Self {
+        self.retry_after = retry_after;
+        self
+    }
+
+    /// Whether trying the same upstream again may help: connection errors, 429 and 5xx
+    /// (Anthropic's 529 arrives as 503).
+    pub fn retryable(&self) -> bool {
+        match &self.failure {
+            Failure::Connect(_) => true,
+            Failure::Status { status, .. } => *status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+            _ => false,
+        }
+    }
+
+    /// Whether this failure says the upstream is unhealthy (counts toward opening its
+    /// circuit): not reachable, too slow, 5xx, malformed. A 4xx or 429 is not.
+    pub fn unhealthy(&self) -> bool {
+        match &self.failure {
+            Failure::Connect(_) | Failure::Timeout { .. } | Failure::Protocol(_) => true,
+            Failure::Status { status, .. } => status.is_server_error(),
+            Failure::MidStream(_) | Failure::Unsupported(_) => false,
+        }
     }
 
     /// Whether the run loop should go on to the next step. A 4xx is the request's own
@@ -65,7 +92,8 @@ impl UpstreamError {
         }
         match &self.failure {
             Failure::Connect(_) | Failure::Timeout { .. } | Failure::Protocol(_) | Failure::Unsupported(_) => true,
-            Failure::Status { status, .. } => status.is_server_error(),
+            // A rate limit is the upstream's state, not the request's fault.
+            Failure::Status { status, .. } => status.is_server_error() || *status == StatusCode::TOO_MANY_REQUESTS,
             Failure::MidStream(_) => false,
         }
     }
@@ -109,6 +137,12 @@ impl fmt::Display for UpstreamError {
 }
 
 impl std::error::Error for UpstreamError {}
+
+/// A `Retry-After` in seconds (the HTTP-date form is not honoured).
+pub fn retry_after_of(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
 
 /// The error message inside an upstream's error body, or its first bytes.
 pub fn body_excerpt(body: &[u8]) -> String {

@@ -24,8 +24,10 @@ pub(super) async fn chat(upstream: &Upstream, body: Bytes, stream: bool) -> Resu
     let response = upstream.send(request).await?;
     let status = response.status();
     if !status.is_success() {
+        let retry_after = super::error::retry_after_of(response.headers());
         let body = upstream.read_body(response).await.unwrap_or_default();
-        return Err(classified(upstream.name(), &anthropic::classify_error(status.as_u16(), &body)));
+        return Err(classified(upstream.name(), &anthropic::classify_error(status.as_u16(), &body))
+            .with_retry_after(retry_after));
     }
     if !stream {
         let body = upstream.read_body(response).await?;

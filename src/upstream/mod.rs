@@ -5,13 +5,14 @@
 //! translated ([`anthropic`], called from `messages`).
 
 pub mod anthropic;
+pub mod circuit;
 mod error;
 mod messages;
 pub mod sse;
 mod stream;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -23,6 +24,7 @@ use serde::Deserialize;
 
 use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
 
+use circuit::Breaker;
 pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
 use stream::Decoder;
 pub use stream::EventStream;
@@ -50,6 +52,8 @@ pub struct Upstream {
     http: reqwest::Client,
     /// Content type, protocol version, configured headers and the key.
     headers: HeaderMap,
+    /// Opens after repeated failures; shared by every request to this upstream.
+    breaker: Mutex<Breaker>,
 }
 
 /// Every upstream of a config, by name.
@@ -90,11 +94,33 @@ impl Upstream {
             .build()
             .map_err(|e| format!("upstream \"{}\": cannot build HTTP client: {e}", config.name))?;
         let headers = headers(&config)?;
-        Ok(Upstream { config, endpoint, http, headers })
+        let breaker = Mutex::new(Breaker::new(config.circuit_failures, config.circuit_cooldown));
+        Ok(Upstream { config, endpoint, http, headers, breaker })
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// Whether a call may start now: `Err` while the circuit is open.
+    pub fn permit(&self) -> Result<(), circuit::Refused> {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner()).permit(tokio::time::Instant::now())
+    }
+
+    /// Feeds a call's outcome to the circuit breaker.
+    pub fn record(&self, outcome: &Result<Reply, UpstreamError>) {
+        let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        match outcome {
+            Ok(_) => breaker.succeeded(),
+            Err(err) if err.unhealthy() => breaker.failed(tokio::time::Instant::now()),
+            // The upstream answered; a 4xx says nothing about its health.
+            Err(_) => breaker.succeeded(),
+        }
+    }
+
+    /// Whether the circuit is open (or probing) now.
+    pub fn circuit_open(&self) -> bool {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner()).is_open()
     }
 
     /// Why this upstream cannot be called at all right now, if it cannot.
@@ -119,8 +145,9 @@ impl Upstream {
         let response = self.send(body).await?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = error::retry_after_of(response.headers());
             let body = self.read_body(response).await.unwrap_or_default();
-            return Err(self.fail(Failure::Status { status, body }));
+            return Err(self.fail(Failure::Status { status, body }).with_retry_after(retry_after));
         }
         if !stream {
             let body = self.read_body(response).await?;

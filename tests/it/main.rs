@@ -15,6 +15,7 @@ mod llm;
 mod metrics;
 mod privacy;
 mod providers;
+mod reliability;
 mod sdk;
 mod streaming;
 mod verify;

@@ -25,6 +25,7 @@ async fn world(local_ok: bool, extra: &str) -> World {
         [upstreams.laptop]
         tier = "local"
         base_url = "{}"
+        circuit_failures = 0
         [upstreams.lan]
         tier = "server"
         base_url = "{}"

@@ -32,6 +32,8 @@ pub enum Behaviour {
     Raw { content_type: &'static str, body: Bytes },
     /// Accept the request and never answer.
     Stall,
+    /// 429 with OpenAI's rate-limit envelope and `Retry-After: retry_after` (seconds).
+    RateLimited { retry_after: u64 },
 }
 
 impl Behaviour {
@@ -58,8 +60,10 @@ pub struct Received {
 }
 
 struct Shared {
-    /// What every request gets.
+    /// What every request gets, once `script` is used up.
     behaviour: Behaviour,
+    /// What the next requests get, in order (see [`UpstreamDouble::then`]).
+    script: Mutex<std::collections::VecDeque<Behaviour>>,
     received: Mutex<Vec<Received>>,
     /// SSE bodies dropped before their last event was sent: the client went away.
     abandoned_streams: AtomicUsize,
@@ -75,6 +79,7 @@ impl UpstreamDouble {
     pub async fn start(behaviour: Behaviour) -> Self {
         let shared = Arc::new(Shared {
             behaviour,
+            script: Mutex::new(std::collections::VecDeque::new()),
             received: Mutex::new(Vec::new()),
             abandoned_streams: AtomicUsize::new(0),
             abandoned: Notify::new(),
@@ -89,6 +94,12 @@ impl UpstreamDouble {
     /// The `base_url` to put in tierwise's config.
     pub fn base_url(&self) -> String {
         format!("http://{}/v1", self.addr)
+    }
+
+    /// Queues `behaviour` for the next request not yet scripted; then the default again.
+    pub fn then(&self, behaviour: Behaviour) -> &Self {
+        self.shared.script.lock().unwrap().push_back(behaviour);
+        self
     }
 
     pub fn calls(&self) -> usize {
@@ -132,8 +143,17 @@ impl Drop for StreamGuard {
 async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
     let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
     shared.received.lock().unwrap().push(Received { uri, headers, body });
-    let behaviour = shared.behaviour.clone();
+    let scripted = shared.script.lock().unwrap().pop_front();
+    let behaviour = scripted.unwrap_or_else(|| shared.behaviour.clone());
     match behaviour {
+        Behaviour::RateLimited { retry_after } => Response::builder()
+            .status(StatusCode::TOO_MANY_REQUESTS)
+            .header("content-type", "application/json")
+            .header("retry-after", retry_after.to_string())
+            .body(Body::from(
+                r#"{"error":{"message":"Rate limit reached for requests","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#,
+            ))
+            .unwrap(),
         Behaviour::Json(body) => with_type(StatusCode::OK, "application/json", Body::from(body)),
         Behaviour::Status(code, body) => {
             with_type(StatusCode::from_u16(code).unwrap(), "application/json", Body::from(body))

@@ -1,0 +1,126 @@
+//! A circuit breaker per upstream: after `failures` consecutive failures the upstream is
+//! open — steps on it are skipped without a call — for `cooldown`; then one request
+//! probes it (half-open) and closes it again on success. Pure state transitions over
+//! `tokio::time::Instant`, so tests run with paused time.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Circuit {
+    /// Calls go through; `failures` in a row so far.
+    Closed { failures: u32 },
+    /// No calls until `until`; it opened after `failures` failures.
+    Open { until: Instant, failures: u32 },
+    /// One probe call is out; everyone else waits for its outcome.
+    HalfOpen { failures: u32 },
+}
+
+/// Why a call may not be made now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub remaining: Duration,
+    pub failures: u32,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct Breaker {
+    /// Consecutive failures that open the circuit; 0 disables it.
+    pub threshold: u32,
+    pub cooldown: Duration,
+    pub state: Circuit,
+}
+
+impl Breaker {
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Breaker { threshold, cooldown, state: Circuit::Closed { failures: 0 } }
+    }
+
+    /// May a call start at `now`? Moves an expired open circuit to half-open (this call
+    /// is its probe).
+    pub fn permit(&mut self, now: Instant) -> Result<(), Refused> {
+        match self.state {
+            Circuit::Closed { .. } => Ok(()),
+            Circuit::Open { until, failures } if now >= until => {
+                self.state = Circuit::HalfOpen { failures };
+                Ok(())
+            }
+            Circuit::Open { until, failures } => Err(Refused { remaining: until - now, failures }),
+            Circuit::HalfOpen { failures } => Err(Refused { remaining: Duration::ZERO, failures }),
+        }
+    }
+
+    pub fn succeeded(&mut self) {
+        self.state = Circuit::Closed { failures: 0 };
+    }
+
+    pub fn failed(&mut self, now: Instant) {
+        if self.threshold == 0 {
+            return;
+        }
+        self.state = match self.state {
+            Circuit::Closed { failures } if failures + 1 >= self.threshold => {
+                Circuit::Open { until: now + self.cooldown, failures: failures + 1 }
+            }
+            Circuit::Closed { failures } => Circuit::Closed { failures: failures + 1 },
+            Circuit::HalfOpen { failures } | Circuit::Open { failures, .. } => {
+                Circuit::Open { until: now + self.cooldown, failures: failures + 1 }
+            }
+        };
+    }
+
+    pub fn is_open(&self) -> bool {
+        !matches!(self.state, Circuit::Closed { .. })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_n_failures_then_half_opens_after_the_cooldown() {
+        let mut b = Breaker::new(3, Duration::from_secs(12));
+        let now = Instant::now();
+        for _ in 0..2 {
+            b.failed(now);
+            assert_eq!(b.permit(now), Ok(()));
+        }
+        b.failed(now);
+        assert_eq!(b.permit(now), Err(Refused { remaining: Duration::from_secs(12), failures: 3 }));
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert_eq!(b.permit(Instant::now()), Err(Refused { remaining: Duration::from_secs(7), failures: 3 }));
+        tokio::time::advance(Duration::from_secs(7)).await;
+        assert_eq!(b.permit(Instant::now()), Ok(()), "the probe");
+        assert_eq!(b.state, Circuit::HalfOpen { failures: 3 });
+        assert!(b.permit(Instant::now()).is_err(), "one probe at a time");
+        b.succeeded();
+        assert_eq!(b.state, Circuit::Closed { failures: 0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_opens_it_again() {
+        let mut b = Breaker::new(1, Duration::from_secs(10));
+        b.failed(Instant::now());
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.permit(Instant::now()), Ok(()));
+        b.failed(Instant::now());
+        assert_eq!(b.permit(Instant::now()), Err(Refused { remaining: Duration::from_secs(10), failures: 2 }));
+    }
+
+    #[test]
+    fn a_success_resets_the_count_and_zero_disables() {
+        let now = Instant::now();
+        let mut b = Breaker::new(2, Duration::from_secs(1));
+        b.failed(now);
+        b.succeeded();
+        b.failed(now);
+        assert_eq!(b.permit(now), Ok(()));
+        let mut off = Breaker::new(0, Duration::from_secs(1));
+        for _ in 0..100 {
+            off.failed(now);
+        }
+        assert_eq!(off.permit(now), Ok(()));
+    }
+}
