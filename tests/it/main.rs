@@ -6,6 +6,7 @@ mod support;
 mod audit;
 mod chain;
 mod cli;
+mod dashboard;
 mod detector;
 mod edge;
 mod errors;
