@@ -7,6 +7,7 @@ mod anthropic;
 mod audit;
 mod chain;
 mod cli;
+mod dashboard;
 mod detector;
 mod edge;
 mod errors;
