@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -22,52 +22,121 @@ use tracing::{info, info_span, warn, Span};
 
 use crate::api;
 use crate::audit::Audit;
-use crate::config::Config;
+use crate::config::{self, Config, ConfigSource};
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::upstream::Upstreams;
-use crate::warmth::Warmth;
+use crate::warmth::{Probers, Warmth};
 
-/// Everything a handler needs; cheap to clone.
-#[derive(Clone)]
-pub struct AppState {
+/// What a config builds. Swapped whole on reload; a request keeps the one it started
+/// with until it is done.
+pub struct Runtime {
     pub config: Arc<Config>,
     /// One pooled client per upstream, shared by all requests.
     pub upstreams: Arc<Upstreams>,
-    pub metrics: Metrics,
-    /// The audit log's sending side; closed (flushed) when `serve` ends.
-    pub audit: Arc<Audit>,
-    /// Which models are loaded, per upstream: read by requests, fed by the probers
-    /// `serve` starts.
+    /// Which models are loaded, per upstream: read by requests, fed by the probers.
     pub warmth: Warmth,
     /// When this config was loaded (unix seconds): the `created` of `/v1/models`.
     pub loaded_at_unix: u64,
 }
 
-impl AppState {
-    pub fn new(config: Config) -> Result<Self, String> {
+impl Runtime {
+    fn build(config: Config, metrics: &Metrics) -> Result<Self, String> {
         let upstreams = Upstreams::from_config(&config)?;
-        let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
         let warmth = Warmth::new(&config, metrics.clone())?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+        Ok(Runtime { config: Arc::new(config), upstreams: Arc::new(upstreams), warmth, loaded_at_unix })
+    }
+}
+
+/// Everything a handler needs; cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The current runtime; replaced atomically by [`AppState::reload`].
+    runtime: Arc<RwLock<Arc<Runtime>>>,
+    pub metrics: Metrics,
+    /// The audit log's sending side; closed (flushed) when `serve` ends.
+    pub audit: Arc<Audit>,
+    /// The warmth probers of the current runtime; restarted on reload, stopped when
+    /// `serve` ends.
+    probers: Arc<tokio::sync::Mutex<Option<Probers>>>,
+}
+
+impl AppState {
+    pub fn new(config: Config) -> Result<Self, String> {
+        let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
         let audit = match &config.audit {
             None => Audit::disabled(),
             Some(audit) => Audit::start(audit)
                 .map_err(|e| format!("cannot open the audit log {} (audit.path): {e}", audit.path.display()))?,
         };
+        let runtime = Runtime::build(config, &metrics)?;
         Ok(AppState {
-            config: Arc::new(config),
-            upstreams: Arc::new(upstreams),
+            runtime: Arc::new(RwLock::new(Arc::new(runtime))),
             metrics,
             audit: Arc::new(audit),
-            warmth,
-            loaded_at_unix,
+            probers: Arc::new(tokio::sync::Mutex::new(None)),
         })
+    }
+
+    /// The current runtime: config, upstream clients, warmth.
+    pub fn runtime(&self) -> Arc<Runtime> {
+        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the runtime with one built from `config`: new requests use it, requests
+    /// in flight finish on the old one. `server` and `audit` settings need a restart and
+    /// keep their old values (logged).
+    pub async fn reload(&self, config: Config) -> Result<(), String> {
+        let old = self.runtime();
+        if format!("{:?}", old.config.server) != format!("{:?}", config.server)
+            || format!("{:?}", old.config.audit) != format!("{:?}", config.audit)
+        {
+            warn!("the new config changes [server] or [audit]: those need a restart and keep their old values");
+        }
+        let mut config = config;
+        config.server = old.config.server.clone();
+        config.audit = old.config.audit.clone();
+        let runtime = Arc::new(Runtime::build(config, &self.metrics)?);
+        let mut probers = self.probers.lock().await;
+        if let Some(old) = probers.take() {
+            old.stop().await;
+        }
+        *probers = Some(runtime.warmth.start());
+        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = runtime;
+        info!("config reloaded");
+        Ok(())
     }
 }
 
+/// Reloads the config from where it came from (its file, or the built-in default with
+/// the current environment). A config that fails validation is refused with every
+/// problem, counted, and the old one stays.
+pub async fn reload_from_source(state: &AppState) -> Result<(), String> {
+    let source = state.runtime().config.source.clone();
+    let env = |name: &str| std::env::var(name).ok();
+    let loaded = match &source {
+        ConfigSource::File(path) => config::load(Some(path), &env).map_err(|e| e.to_string()),
+        ConfigSource::BuiltIn => config::load(None, &env).map_err(|e| e.to_string()),
+        ConfigSource::Inline => Err("this config was given inline and has no file to reload".to_string()),
+    };
+    let result = match loaded {
+        Ok(config) => state.reload(config).await,
+        Err(err) => Err(err),
+    };
+    match &result {
+        Ok(()) => state.metrics.config_reload("applied"),
+        Err(err) => {
+            state.metrics.config_reload("rejected");
+            warn!("config reload refused, the old config stays: {err}");
+        }
+    }
+    result
+}
+
 pub fn build_router(state: AppState) -> Router {
-    let server = &state.config.server;
+    let runtime = state.runtime();
+    let server = &runtime.config.server;
     let edge = ServiceBuilder::new()
         // Request id: keep the caller's x-request-id or make one, and echo it back.
         .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
@@ -85,6 +154,7 @@ pub fn build_router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(api::chat::chat_completions))
         .route("/v1/models", get(api::models::list_models))
         .route("/v1/tierwise/explain", post(api::explain::explain_request))
+        .route("/v1/tierwise/reload", post(api::health::reload))
         .route("/healthz", get(api::health::healthz))
         .route("/readyz", get(api::health::readyz));
     let routes = match server.metrics_listen {
@@ -107,10 +177,11 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let grace = state.config.server.shutdown_grace;
+    let server_config = state.runtime().config.server.clone();
+    let grace = server_config.shutdown_grace;
     let audit = state.audit.clone();
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-    if let Some(addr) = state.config.server.metrics_listen {
+    if let Some(addr) = server_config.metrics_listen {
         let listener = TcpListener::bind(addr).await?;
         info!(%addr, "metrics listening");
         let router = metrics_router(state.clone());
@@ -126,12 +197,14 @@ pub async fn serve(
     }
     let signalled = Arc::new(Notify::new());
     let notify = signalled.clone();
-    // Owned by the shutdown future: however serving ends, dropping them stops them too.
-    let probers = state.warmth.start();
+    *state.probers.lock().await = Some(state.runtime().warmth.start());
+    let probers = state.probers.clone();
     let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
-        probers.stop().await;
+        if let Some(probers) = probers.lock().await.take() {
+            probers.stop().await;
+        }
         notify.notify_one();
     });
     let result = tokio::select! {

@@ -156,8 +156,25 @@ fn serve(config: config::Config) -> Result<(), String> {
             .await
             .map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
         tracing::info!(%listen, config = %source, "tierwise listening");
+        reload_on_sighup(state.clone());
         app::serve(listener, state, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
     })
+}
+
+/// SIGHUP reloads the config from its file; a bad one is refused and logged.
+fn reload_on_sighup(state: AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        while hangup.recv().await.is_some() {
+            tracing::info!("SIGHUP: reloading the config");
+            let _ = app::reload_from_source(&state).await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
 }
 
 /// Resolves on SIGINT or SIGTERM.

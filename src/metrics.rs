@@ -35,6 +35,7 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_cost_usd_total", "counter", &["tier", "model"]),
     ("tierwise_cost_avoided_usd_total", "counter", &["task"]),
     ("tierwise_audit_lost_total", "counter", &[]),
+    ("tierwise_config_reloads_total", "counter", &["result"]),
 ];
 
 /// Seconds; LLM calls range from milliseconds to minutes.
@@ -72,6 +73,7 @@ pub struct Metrics {
     cost: CounterVec,
     cost_avoided: CounterVec,
     audit_lost: IntCounter,
+    config_reloads: IntCounterVec,
     /// Every family's name, as registered.
     names: Vec<String>,
 }
@@ -221,6 +223,11 @@ impl Metrics {
                 "tierwise_audit_lost_total",
                 "Audit records that could not be queued or written",
             )?,
+            config_reloads: counter(
+                "tierwise_config_reloads_total",
+                "Config reloads by result (applied, rejected)",
+                &["result"],
+            )?,
             names: Vec::new(),
         };
         let mut m = m;
@@ -244,6 +251,7 @@ impl Metrics {
             Box::new(m.cost.clone()),
             Box::new(m.cost_avoided.clone()),
             Box::new(m.audit_lost.clone()),
+            Box::new(m.config_reloads.clone()),
         ];
         for collector in collectors {
             m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
@@ -355,6 +363,11 @@ impl Metrics {
     /// The learned cold-start time of `model`.
     pub fn model_load(&self, model: &str, seconds: f64) {
         self.model_load.with_label_values(&[model]).set(seconds);
+    }
+
+    /// A config reload was `applied` or `rejected`.
+    pub fn config_reload(&self, result: &'static str) {
+        self.config_reloads.with_label_values(&[result]).inc();
     }
 
     /// Brings `tierwise_audit_lost_total` up to the audit log's own count.

@@ -15,7 +15,7 @@ use super::auth;
 use super::extract::JsonBody;
 use super::respond;
 use super::wire::ChatRequest;
-use crate::app::AppState;
+use crate::app::{AppState, Runtime};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::escalate::{self, RunContext, RunError, Trail};
@@ -34,7 +34,8 @@ pub async fn chat_completions(
     let in_flight = state.metrics.request_started();
     let started = Instant::now();
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
-    let config = &state.config;
+    let runtime = state.runtime();
+    let config = &runtime.config;
     let early = |err: ApiError, task: Option<&str>| {
         respond::audit_early(&state, &request_id, task, &err);
         err.into_response()
@@ -63,6 +64,7 @@ pub async fn chat_completions(
     let job = Job {
         request_id,
         state: state.clone(),
+        runtime: runtime.clone(),
         request: Arc::new(request),
         plan: Arc::new(plan),
         profile: caller.profile.name.clone(),
@@ -76,7 +78,7 @@ pub async fn chat_completions(
     if may_buffer {
         // A verified stream is buffered: if it takes long, start the response with
         // keep-alive comments rather than leave the client waiting for headers.
-        match tokio::time::timeout(state.config.server.sse_keepalive, &mut running).await {
+        match tokio::time::timeout(runtime.config.server.sse_keepalive, &mut running).await {
             Ok(outcome) => respond::finish(job, outcome),
             Err(_) => respond::delayed(job, running),
         }
@@ -91,6 +93,8 @@ pub async fn chat_completions(
 pub struct Job {
     pub request_id: String,
     pub state: AppState,
+    /// The config and upstreams this request started with (a reload does not touch it).
+    pub runtime: Arc<Runtime>,
     pub request: Arc<ChatRequest>,
     pub plan: Arc<Plan>,
     pub profile: String,
@@ -105,7 +109,7 @@ pub struct Job {
 
 /// The inputs of the run, detached from the response side.
 struct RunInputs {
-    state: AppState,
+    runtime: Arc<Runtime>,
     request: Arc<ChatRequest>,
     plan: Arc<Plan>,
     profile: String,
@@ -115,7 +119,7 @@ struct RunInputs {
 impl Job {
     fn clone_inputs(&self) -> RunInputs {
         RunInputs {
-            state: self.state.clone(),
+            runtime: self.runtime.clone(),
             request: self.request.clone(),
             plan: self.plan.clone(),
             profile: self.profile.clone(),
@@ -126,15 +130,15 @@ impl Job {
 
 impl RunInputs {
     async fn run(self) -> escalate::Outcome {
-        let Some(profile) = self.state.config.profiles.get(&self.profile) else {
+        let Some(profile) = self.runtime.config.profiles.get(&self.profile) else {
             return escalate::Outcome { trail: Trail::default(), result: Err(RunError::Exhausted { last: None }) };
         };
         let ctx = RunContext {
-            config: &self.state.config,
-            upstreams: &self.state.upstreams,
+            config: &self.runtime.config,
+            upstreams: &self.runtime.upstreams,
             request: &self.request,
             profile,
-            warmth: &self.state.warmth,
+            warmth: &self.runtime.warmth,
             deadline: self.deadline,
         };
         escalate::run(&ctx, &self.plan).await

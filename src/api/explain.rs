@@ -28,7 +28,8 @@ pub async fn explain_request(
 }
 
 fn run(state: &AppState, headers: &HeaderMap, request: &mut ChatRequest) -> Result<Vec<u8>, ApiError> {
-    let config = &state.config;
+    let runtime = state.runtime();
+    let config = &runtime.config;
     let caller = auth::identify(config, headers)?;
     let profile = match request.rest.remove("profile") {
         None => caller.profile,

@@ -16,13 +16,14 @@ pub async fn healthz() -> Response {
 /// shows each upstream's last probe and its warm and cold model aliases; a down
 /// upstream does not make tierwise unready (the run loop escalates past it).
 pub async fn readyz(State(state): State<AppState>) -> Response {
+    let runtime = state.runtime();
     let body = serde_json::json!({
         "status": "ready",
-        "config": state.config.source.to_string(),
-        "tasks": state.config.tasks.len(),
-        "models": state.config.models.len(),
-        "upstreams": state.config.upstreams.len(),
-        "warmth": state.warmth.report(),
+        "config": runtime.config.source.to_string(),
+        "tasks": runtime.config.tasks.len(),
+        "models": runtime.config.models.len(),
+        "upstreams": runtime.config.upstreams.len(),
+        "warmth": runtime.warmth.report(),
     });
     json_response(body.to_string().into_bytes())
 }
@@ -38,4 +39,26 @@ pub fn json_response(body: Vec<u8>) -> Response {
     let mut response = body.into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+/// `POST /v1/tierwise/reload` (admin key): reload the config, as SIGHUP does.
+pub async fn reload(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
+    let runtime = state.runtime();
+    match super::auth::identify(&runtime.config, &headers) {
+        Ok(caller) if caller.admin => {}
+        Ok(_) => {
+            return crate::error::ApiError::Forbidden {
+                code: "admin_only",
+                message: "reloading the config needs an admin key ([[keys]] admin = true)".into(),
+            }
+            .into_response()
+        }
+        Err(err) => return err.into_response(),
+    }
+    match crate::app::reload_from_source(&state).await {
+        Ok(()) => json_response(br#"{"status":"reloaded"}"#.to_vec()),
+        Err(problems) => {
+            crate::error::ApiError::invalid(format!("config reload refused: {problems}"), None).into_response()
+        }
+    }
 }

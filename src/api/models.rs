@@ -36,13 +36,14 @@ struct Extra {
 }
 
 pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let config = &state.config;
+    let runtime = state.runtime();
+    let config = &runtime.config;
     let caller = match auth::identify(config, &headers) {
         Ok(caller) => caller,
         Err(err) => return err.into_response(),
     };
     let locale = auth::locale(&headers, caller.profile);
-    let created = state.loaded_at_unix;
+    let created = runtime.loaded_at_unix;
     let entry = |id: &'static str, name: &str| {
         let direct = id == "model";
         let class = if direct {

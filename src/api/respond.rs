@@ -58,7 +58,7 @@ pub fn finish(job: Job, outcome: Outcome) -> Response {
 /// keep-alive comments while the run goes on, then the answer (or an error event) and
 /// a comment with the trail. Dropping the body drops the run, cancelling its calls.
 pub fn delayed(job: Job, running: Running) -> Response {
-    let interval = job.state.config.server.sse_keepalive;
+    let interval = job.runtime.config.server.sse_keepalive;
     let (task, class) = (job.plan.task.clone(), job.classification.class);
     let body = stream::unfold(Phase::Waiting(running, Box::new(job)), move |phase| async move {
         match phase {
@@ -143,7 +143,7 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
     let (tier, model) = (answer.step.tier.as_str(), answer.step.model.clone());
     match answer.produced {
         Produced::Upstream(Reply::Json(body)) => {
-            let body = if job.state.config.server.trail_in_body {
+            let body = if job.runtime.config.server.trail_in_body {
                 splice_trail(body, &trail_object(job, trail, tier, &model))
             } else {
                 body
@@ -163,7 +163,7 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
             if job.request.is_stream() {
                 sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
             } else {
-                if job.state.config.server.trail_in_body {
+                if job.runtime.config.server.trail_in_body {
                     completion["tierwise"] = trail_object(job, trail, tier, &model);
                 }
                 json_response(Bytes::from(completion.to_string()))
@@ -182,12 +182,12 @@ fn passthrough(
 ) -> BoxStream<'static, Bytes> {
     let (tier, model) = (answered.0, answered.1.to_string());
     job.state.metrics.first_token(tier, &model, job.started.elapsed());
-    let (state, task) = (job.state.clone(), job.plan.task.clone());
+    let (metrics, config, task) = (job.state.metrics.clone(), job.runtime.config.clone(), job.plan.task.clone());
     let count_usage = move |events: &Bytes| {
         if let Some((prompt, completion)) = usage_in_events(events) {
-            state.metrics.tokens_used(&state.config, tier, &model, prompt, completion);
+            metrics.tokens_used(&config, tier, &model, prompt, completion);
             if tier < Tier::Cloud {
-                state.metrics.cost_avoided(&state.config, &task, prompt, completion);
+                metrics.cost_avoided(&config, &task, prompt, completion);
             }
         }
     };
@@ -261,7 +261,7 @@ fn error_of(job: &Job, trail: &Trail, err: RunError) -> ApiError {
     match err {
         RunError::Refused(err) => {
             let key = job
-                .state
+                .runtime
                 .upstreams
                 .get(&err.upstream)
                 .and_then(|u| u.config.api_key.as_ref().map(|k| k.expose().to_string()));
@@ -289,7 +289,7 @@ fn record(
     };
     let took = job.started.elapsed();
     let finished = metrics::Finished { task: &job.plan.task, trail, tier: answered.map(|a| a.0), outcome, took };
-    job.state.metrics.request_finished(&job.state.config, &finished);
+    job.state.metrics.request_finished(&job.runtime.config, &finished);
     let audit = &job.state.audit;
     if !audit.enabled() {
         return;

@@ -17,6 +17,7 @@ mod metrics;
 mod privacy;
 mod providers;
 mod reliability;
+mod reload;
 mod sdk;
 mod streaming;
 mod verify;

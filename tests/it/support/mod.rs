@@ -50,6 +50,25 @@ impl TestApp {
         TestApp { addr, state: state.clone(), shutdown: Some(tx), server: Some(server) }
     }
 
+    /// Starts tierwise on a config file (so it can be reloaded from it).
+    pub async fn start_file(path: &std::path::Path, env: &[(&str, &str)]) -> Self {
+        let owned: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let lookup = move |name: &str| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+        let config = config::load(Some(path), &lookup).unwrap_or_else(|e| panic!("test config: {e}"));
+        Self::start_config(config).await
+    }
+
+    async fn start_config(config: config::Config) -> Self {
+        let state = AppState::new(config).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = oneshot::channel();
+        let server = tokio::spawn(app::serve(listener, state.clone(), async move {
+            let _ = rx.await;
+        }));
+        TestApp { addr, state, shutdown: Some(tx), server: Some(server) }
+    }
+
     pub async fn start(toml: &str) -> Self {
         Self::start_with_env(toml, &[]).await
     }
