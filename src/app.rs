@@ -21,6 +21,7 @@ use tower_http::trace::TraceLayer;
 use tracing::{info, info_span, warn, Span};
 
 use crate::api;
+use crate::api::admission::Admission;
 use crate::audit::Audit;
 use crate::config::{self, Config, ConfigSource};
 use crate::error::ApiError;
@@ -57,6 +58,8 @@ pub struct AppState {
     pub metrics: Metrics,
     /// The audit log's sending side; closed (flushed) when `serve` ends.
     pub audit: Arc<Audit>,
+    /// Load shedding for chat completions (`server.max_concurrent_requests`).
+    pub admission: Arc<Admission>,
     /// The warmth probers of the current runtime; restarted on reload, stopped when
     /// `serve` ends.
     probers: Arc<tokio::sync::Mutex<Option<Probers>>>,
@@ -70,9 +73,12 @@ impl AppState {
             Some(audit) => Audit::start(audit)
                 .map_err(|e| format!("cannot open the audit log {} (audit.path): {e}", audit.path.display()))?,
         };
+        let server = &config.server;
+        let admission = Admission::new(server.max_concurrent_requests, server.queue_limit, server.queue_wait);
         let runtime = Runtime::build(config, &metrics)?;
         Ok(AppState {
             runtime: Arc::new(RwLock::new(Arc::new(runtime))),
+            admission: Arc::new(admission),
             metrics,
             audit: Arc::new(audit),
             probers: Arc::new(tokio::sync::Mutex::new(None)),

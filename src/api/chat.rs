@@ -31,6 +31,10 @@ pub async fn chat_completions(
     headers: HeaderMap,
     JsonBody(mut request): JsonBody<ChatRequest>,
 ) -> Response {
+    let permit = match state.admission.admit().await {
+        Ok(permit) => permit,
+        Err(err) => return err.into_response(),
+    };
     let in_flight = state.metrics.request_started();
     let started = Instant::now();
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
@@ -72,7 +76,7 @@ pub async fn chat_completions(
         classification,
         locale,
         started,
-        _in_flight: in_flight,
+        guards: Some(Guards { _in_flight: in_flight, _permit: permit }),
     };
     let mut running = Box::pin(job.clone_inputs().run());
     if may_buffer {
@@ -103,8 +107,15 @@ pub struct Job {
     pub classification: Classification,
     pub locale: Locale,
     pub started: Instant,
-    /// Counts the request in `in_flight_requests` until its response is done.
-    pub _in_flight: InFlight,
+    /// Held until the response is done — for a stream, until its body ends.
+    pub guards: Option<Guards>,
+}
+
+/// What a request holds until its response is done: its place in
+/// `in_flight_requests` and under `server.max_concurrent_requests`.
+pub struct Guards {
+    _in_flight: InFlight,
+    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
 }
 
 /// The inputs of the run, detached from the response side.

@@ -1,5 +1,6 @@
 //! HTTP handlers: they translate HTTP ⇄ domain and nothing else.
 
+pub mod admission;
 pub mod auth;
 pub mod chat;
 pub mod explain;

@@ -17,7 +17,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::chat::{Job, CLASS_HEADER, TASK_HEADER};
+use super::chat::{Guards, Job, CLASS_HEADER, TASK_HEADER};
 use super::replay;
 use crate::error::ApiError;
 use crate::escalate::{Answer, Outcome, Produced, RunError, Trail};
@@ -32,7 +32,8 @@ const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-tierwise-attempts
 type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
 /// The response once the outcome is known, headers and all.
-pub fn finish(job: Job, outcome: Outcome) -> Response {
+pub fn finish(mut job: Job, outcome: Outcome) -> Response {
+    let guards = job.guards.take();
     let Outcome { mut trail, result } = outcome;
     if let Ok(Answer { produced: Produced::Upstream(Reply::Json(body)), .. }) = &result {
         trail.fill_tokens(usage_of_body(body));
@@ -40,7 +41,7 @@ pub fn finish(job: Job, outcome: Outcome) -> Response {
     let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
     let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
     let (mut response, error) = match result {
-        Ok(answer) => (answer_response(&job, &trail, answer), None),
+        Ok(answer) => (answer_response(&job, &trail, answer, guards), None),
         Err(err) => {
             let err = error_of(&job, &trail, err);
             let code = err.code_str();
@@ -92,7 +93,12 @@ enum Phase {
 }
 
 /// The rest of a delayed stream, once the outcome is known.
-fn deliver(job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
+fn deliver(mut job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
+    let guards = job.guards.take();
+    holding(deliver_events(job, outcome), guards).boxed()
+}
+
+fn deliver_events(job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
     let Outcome { trail, result } = outcome;
     let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
     let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
@@ -139,7 +145,18 @@ fn trailer_comment(job: &Job, trail: &Trail, answered: Option<(&str, &str)>) -> 
     Bytes::from(format!(": tierwise {summary}\n\n"))
 }
 
-fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
+/// Keeps `guards` alive until `events` ends (or the client goes away).
+fn holding<S: futures_util::Stream + Send + 'static>(
+    events: S,
+    guards: Option<Guards>,
+) -> impl futures_util::Stream<Item = S::Item> + Send {
+    events.map(move |item| {
+        let _ = &guards;
+        item
+    })
+}
+
+fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guards>) -> Response {
     let (tier, model) = (answer.step.tier.as_str(), answer.step.model.clone());
     match answer.produced {
         Produced::Upstream(Reply::Json(body)) => {
@@ -152,7 +169,7 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer) -> Response {
         }
         Produced::Upstream(Reply::Stream { first, rest }) => {
             let events = passthrough(job, (answer.step.tier, &model), first, rest);
-            sse_response(Body::from_stream(events.map(Ok::<Bytes, Infallible>)))
+            sse_response(Body::from_stream(holding(events, guards).map(Ok::<Bytes, Infallible>)))
         }
         Produced::Completion(completion) => {
             job.state.metrics.first_token(answer.step.tier, &model, job.started.elapsed());

@@ -55,6 +55,10 @@ pub struct ServerConfig {
     pub trail_in_body: bool,
     /// `/metrics` on its own address instead of `listen`.
     pub metrics_listen: Option<SocketAddr>,
+    /// Load shedding: concurrent requests (0: no limit), queue, and queue wait.
+    pub max_concurrent_requests: usize,
+    pub queue_limit: usize,
+    pub queue_wait: Duration,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -75,6 +75,12 @@ pub struct RawServer {
     /// response starts with SSE comment keep-alives, repeated at this interval, in ms.
     /// Default 3000.
     pub sse_keepalive_ms: Option<u64>,
+    /// Chat completions that may run at once; 0: no limit. Default 1024.
+    pub max_concurrent_requests: Option<usize>,
+    /// Requests that may wait for a place when all are taken. Default 1024.
+    pub queue_limit: Option<usize>,
+    /// How long a queued request waits for a place before 503, in ms. Default 2000.
+    pub queue_wait_ms: Option<u64>,
     /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9464`), not on `listen`.
     /// Default: on `listen`.
     pub metrics_listen: Option<String>,

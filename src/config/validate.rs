@@ -301,6 +301,9 @@ fn validate_server(raw: &RawServer, problems: &mut Problems) -> Option<ServerCon
         sse_keepalive,
         trail_in_body: true,
         metrics_listen,
+        max_concurrent_requests: raw.max_concurrent_requests.unwrap_or(1024),
+        queue_limit: raw.queue_limit.unwrap_or(1024),
+        queue_wait: Duration::from_millis(raw.queue_wait_ms.unwrap_or(2_000)),
     })
 }
 

@@ -29,20 +29,26 @@ async fn every_request_under_concurrent_load_has_one_line() {
     let mut app =
         TestApp::start(&config_for(&[("local", "local", &up.base_url())], &[("chat", &["local-model"])], &extra)).await;
     let url = app.url("/v1/chat/completions");
+    // 30 concurrent clients, 10 requests each.
     let mut handles = Vec::new();
-    for i in 0..300 {
+    for worker in 0..30 {
         let url = url.clone();
         handles.push(tokio::spawn(async move {
-            let body =
-                json!({"model": "chat", "messages": [{"role": "user", "content": format!("secret question {i}")}]});
-            let response = client().post(url).json(&body).send().await.unwrap();
-            assert_eq!(response.status(), 200);
-            header(&response, "x-request-id").to_string()
+            let http = client();
+            let mut ids = Vec::new();
+            for n in 0..10 {
+                let text = format!("secret question {}", worker * 10 + n);
+                let body = json!({"model": "chat", "messages": [{"role": "user", "content": text}]});
+                let response = http.post(&url).json(&body).send().await.unwrap();
+                assert_eq!(response.status(), 200);
+                ids.push(header(&response, "x-request-id").to_string());
+            }
+            ids
         }));
     }
     let mut ids = BTreeSet::new();
     for handle in handles {
-        ids.insert(handle.await.unwrap());
+        ids.extend(handle.await.unwrap());
     }
     app.begin_shutdown();
     app.server.take().unwrap().await.unwrap().unwrap();

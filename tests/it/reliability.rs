@@ -137,3 +137,29 @@ async fn a_circuit_opens_after_repeated_failures_and_skips_without_calling() {
     assert_eq!(header(&response, "x-tierwise-model"), "a", "the probe went through and answered");
     assert_eq!(failing.calls(), 4);
 }
+
+#[tokio::test]
+async fn beyond_capacity_requests_get_503_with_retry_after_and_then_service_resumes() {
+    let slow = UpstreamDouble::start(Behaviour::Sse {
+        body: fixture("openai/chat_stream_usage.sse"),
+        gap: Duration::from_millis(100),
+        cut_after: None,
+    })
+    .await;
+    let extra = "[server]\nmax_concurrent_requests = 1\nqueue_limit = 0\n";
+    let app = TestApp::start(&config_for(&[("local", "local", &slow.base_url())], &[], extra)).await;
+    let body =
+        serde_json::json!({"model": "local-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let holding = app.chat(body.clone()).await;
+    assert_eq!(holding.status(), 200);
+    // The first stream holds the only place until its body is done.
+    let shed = app.chat(body.clone()).await;
+    assert_eq!(shed.status(), 503);
+    assert_eq!(header(&shed, "retry-after"), "1");
+    let error: Value = shed.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "overloaded");
+    assert_eq!(error["error"]["type"], "overloaded_error");
+    assert!(holding.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(app.chat(body).await.status(), 200, "service resumes once the place is free");
+    assert_eq!(slow.calls(), 2, "the shed request never reached the upstream");
+}

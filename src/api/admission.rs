@@ -1,0 +1,94 @@
+//! Load shedding: at most `server.max_concurrent_requests` chat completions run at once;
+//! up to `server.queue_limit` more wait up to `server.queue_wait_ms` for a place; the rest
+//! get 503 with `Retry-After` in the OpenAI envelope at once.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::StatusCode;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::error::ApiError;
+
+pub struct Admission {
+    /// One permit per request that may run; `None` when unlimited.
+    permits: Option<Arc<Semaphore>>,
+    /// Requests waiting for a permit now.
+    queued: AtomicUsize,
+    queue_limit: usize,
+    wait: Duration,
+}
+
+impl Admission {
+    pub fn new(max_concurrent: usize, queue_limit: usize, wait: Duration) -> Self {
+        let permits = (max_concurrent > 0).then(|| Arc::new(Semaphore::new(max_concurrent)));
+        Admission { permits, queued: AtomicUsize::new(0), queue_limit, wait }
+    }
+
+    /// A place to run, held until the response is done (streams included).
+    pub async fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
+        let Some(permits) = &self.permits else { return Ok(None) };
+        if let Ok(permit) = permits.clone().try_acquire_owned() {
+            return Ok(Some(permit));
+        }
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_limit {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(overloaded("tierwise is at capacity and its queue is full"));
+        }
+        let waited = tokio::time::timeout(self.wait, permits.clone().acquire_owned()).await;
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+        match waited {
+            Ok(Ok(permit)) => Ok(Some(permit)),
+            _ => Err(overloaded("tierwise is at capacity: no place freed up in time")),
+        }
+    }
+}
+
+fn overloaded(why: &str) -> ApiError {
+    ApiError::Overloaded {
+        status: StatusCode::SERVICE_UNAVAILABLE,
+        code: "overloaded",
+        message: format!("{why} (server.max_concurrent_requests); retry shortly"),
+        retry_after: Some(Duration::from_secs(1)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn admits_queues_then_sheds() {
+        let admission = Arc::new(Admission::new(1, 1, Duration::from_millis(100)));
+        let first = admission.admit().await.unwrap();
+        assert!(first.is_some());
+        // One may wait; a second waiter is refused at once.
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await.map(|p| p.is_some()) }
+        });
+        tokio::task::yield_now().await;
+        let refused = admission.admit().await.unwrap_err();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        drop(first);
+        assert!(waiting.await.unwrap().unwrap(), "the waiter got the freed place");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_gives_up_after_the_wait_budget() {
+        let admission = Admission::new(1, 8, Duration::from_millis(100));
+        let _held = admission.admit().await.unwrap();
+        let started = tokio::time::Instant::now();
+        assert!(admission.admit().await.is_err());
+        assert_eq!(started.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test]
+    async fn zero_means_unlimited() {
+        let admission = Admission::new(0, 0, Duration::ZERO);
+        for _ in 0..100 {
+            assert!(admission.admit().await.unwrap().is_none());
+        }
+    }
+}
