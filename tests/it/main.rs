@@ -10,6 +10,7 @@ mod cli;
 mod detector;
 mod edge;
 mod errors;
+mod faults;
 mod invariant;
 mod llm;
 mod metrics;
