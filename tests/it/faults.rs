@@ -184,6 +184,27 @@ async fn expect_answered_by_good(response: reqwest::Response, stream: bool) -> S
     attempts
 }
 
+/// The `data:` payloads of an SSE body.
+fn data_lines(body: &str) -> Vec<&str> {
+    body.lines().filter_map(|l| l.strip_prefix("data: ")).collect()
+}
+
+/// A stream that started and then broke: 200, the upstream's first `events` chunks
+/// unchanged, then one OpenAI error event, and no `[DONE]`. Returns the error event.
+async fn expect_broken_stream(response: reqwest::Response, events: usize) -> Value {
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "text/event-stream");
+    let text = response.text().await.unwrap();
+    let data = data_lines(&text);
+    assert_eq!(data.len(), events + 1, "{events} upstream events, then the error: {text}");
+    let fixture = String::from_utf8(fixture(STREAM_FIXTURE).to_vec()).unwrap();
+    assert_eq!(&data[..events], &data_lines(&fixture)[..events]);
+    let error: Value = serde_json::from_str(data[events]).unwrap();
+    assert_envelope(&error);
+    assert!(!text.contains("[DONE]"), "{text}");
+    error
+}
+
 #[tokio::test]
 async fn a_refused_connection_is_502_unreachable_or_goes_to_the_next_step() {
     bounded(async {
@@ -244,6 +265,26 @@ async fn a_body_reset_or_closed_halfway_is_502_or_goes_to_the_next_step() {
             }
             rig.assert_settled().await;
         }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_reset_after_three_events_ends_with_an_error_event() {
+    bounded(async {
+        let rig = Rig::start(Fault::reset_mid_stream(3), DEFAULT_KEYS, "").await;
+        let error = expect_broken_stream(rig.post("bad-model", true).await, 3).await;
+        assert_eq!(error["error"]["code"], "upstream_stream_error");
+        assert!(message(&error).contains("upstream \"bad\" stream broke"), "{error}");
+        // Unverified, the chain streamed bad's events at once: too late for the next step.
+        let error = expect_broken_stream(rig.post("chain", true).await, 3).await;
+        assert_eq!(error["error"]["code"], "upstream_stream_error");
+        let good_before = rig.good.requests();
+        // Verified, bad's stream was buffered: the client saw none of it, good answers.
+        let attempts = expect_answered_by_good(rig.post("verified", true).await, true).await;
+        assert!(attempts.starts_with("local/bad-model:error(runtime_error):"), "{attempts}");
+        assert_eq!(rig.good.requests(), good_before + 1);
+        rig.assert_settled().await;
     })
     .await;
 }
