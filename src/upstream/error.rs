@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::StatusCode;
+use http::{HeaderValue, StatusCode};
 
 #[derive(Debug)]
 pub struct UpstreamError {
@@ -15,6 +15,9 @@ pub struct UpstreamError {
     /// Set when the upstream's protocol says itself whether another attempt may succeed
     /// (Anthropic's error types); otherwise the failure decides, see [`Self::escalates`].
     escalation: Option<bool>,
+    /// The upstream's `Retry-After` on an error answer (a 429, a 503), passed on to the
+    /// client with a refusal.
+    pub retry_after: Option<HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -45,7 +48,13 @@ pub enum TimeoutPhase {
 
 impl UpstreamError {
     pub fn new(upstream: &str, failure: Failure) -> Self {
-        UpstreamError { upstream: upstream.to_string(), failure, escalation: None }
+        UpstreamError { upstream: upstream.to_string(), failure, escalation: None, retry_after: None }
+    }
+
+    /// Keeps the `Retry-After` of the upstream's error answer, if it sent one.
+    pub fn with_retry_after(mut self, retry_after: Option<HeaderValue>) -> Self {
+        self.retry_after = retry_after;
+        self
     }
 
     /// Overrides what the failure alone says about escalating: for a protocol whose

@@ -24,8 +24,10 @@ pub(super) async fn chat(upstream: &Upstream, body: Bytes, stream: bool) -> Resu
     let response = upstream.send(request).await?;
     let status = response.status();
     if !status.is_success() {
+        let retry_after = response.headers().get(http::header::RETRY_AFTER).cloned();
         let body = upstream.read_body(response).await.unwrap_or_default();
-        return Err(classified(upstream.name(), &anthropic::classify_error(status.as_u16(), &body)));
+        let class = anthropic::classify_error(status.as_u16(), &body);
+        return Err(classified(upstream.name(), &class).with_retry_after(retry_after));
     }
     if !stream {
         let body = upstream.read_body(response).await?;

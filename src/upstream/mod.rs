@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
@@ -119,8 +119,9 @@ impl Upstream {
         let response = self.send(body).await?;
         let status = response.status();
         if !status.is_success() {
+            let retry_after = response.headers().get(RETRY_AFTER).cloned();
             let body = self.read_body(response).await.unwrap_or_default();
-            return Err(self.fail(Failure::Status { status, body }));
+            return Err(self.fail(Failure::Status { status, body }).with_retry_after(retry_after));
         }
         if !stream {
             let body = self.read_body(response).await?;

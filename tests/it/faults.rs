@@ -339,6 +339,49 @@ async fn storm(rig: &Rig, model: &str, stream: bool, n: usize) -> Vec<(u16, Opti
     futures_util::future::join_all(requests).await
 }
 
+/// Today an upstream's 429 goes back to the client as it is (a 4xx is the request's own
+/// fault): 429, the upstream's message and `Retry-After`. With retries and circuit
+/// breakers in the run loop it may instead be retried, escalated, or refused by an open
+/// circuit (502/503): both are accepted, and what happened is printed.
+#[tokio::test]
+async fn a_429_storm_passes_retry_after_on_or_escalates() {
+    bounded(async {
+        let rig = Rig::start(Fault::rate_limited(7), DEFAULT_KEYS, "").await;
+        let mut seen = std::collections::BTreeMap::new();
+        for stream in [false, true] {
+            for (status, retry_after, text) in storm(&rig, "bad-model", stream, 20).await {
+                let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+                assert_envelope(&body);
+                match status {
+                    429 => {
+                        assert_eq!(retry_after.as_deref(), Some("7"), "a 429 passed on keeps Retry-After: {text}");
+                        assert_eq!(body["error"]["code"], "rate_limit_exceeded", "{text}");
+                        assert!(message(&body).starts_with("upstream \"bad\": Rate limit reached"), "{text}");
+                    }
+                    502 | 503 => assert!(message(&body).contains("bad-model"), "{text}"),
+                    other => panic!("a 429 storm answered {other}: {text}"),
+                }
+                *seen.entry(format!("single step: {status}")).or_insert(0) += 1;
+            }
+        }
+        assert!(rig.bad.requests() >= 1);
+        let good_before = rig.good.requests();
+        for (status, retry_after, text) in storm(&rig, "chain", false, 10).await {
+            match status {
+                429 => assert_eq!(retry_after.as_deref(), Some("7"), "{text}"),
+                200 => assert!(text.contains("\"tierwise\""), "{text}"),
+                other => panic!("a 429 storm on a chain answered {other}: {text}"),
+            }
+            *seen.entry(format!("chain: {status}")).or_insert(0) += 1;
+        }
+        let escalated = seen.get("chain: 200").copied().unwrap_or(0);
+        assert_eq!(rig.good.requests() - good_before, escalated, "only escalated requests reach good");
+        eprintln!("429 storm: {seen:?}; the rate-limited upstream saw {} requests", rig.bad.requests());
+        rig.assert_settled().await;
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_500_storm_is_502_with_the_upstreams_message_or_goes_to_the_next_step() {
     bounded(async {

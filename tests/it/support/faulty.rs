@@ -154,6 +154,12 @@ impl Fault {
         })
     }
 
+    /// OpenAI's 429 (its documented `rate_limit_exceeded` error) with `Retry-After`.
+    pub fn rate_limited(retry_after_secs: u32) -> Self {
+        let body = r#"{"error":{"message":"Rate limit reached for gpt-4o-mini in organization org-test on requests per min (RPM): Limit 3, Used 3, Requested 1. Please try again in 20s.","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        Fault::status(429, &[("retry-after", &retry_after_secs.to_string())], Bytes::from_static(body.as_bytes()))
+    }
+
     /// The recorded OpenAI 500.
     pub fn server_error() -> Self {
         Fault::status(500, &[], super::fixture("openai/error_500_server.json"))
