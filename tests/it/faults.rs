@@ -24,6 +24,10 @@ const PROMPTLY: Duration = Duration::from_secs(2);
 /// The upstream keys of the rig's upstreams when a test sets none.
 const DEFAULT_KEYS: &str = "first_byte_timeout_ms = 2000\n";
 
+/// Serializes the tests that move tens of MiB with the one that measures RSS, so the
+/// memory check sees its own requests, not a neighbour's 10 MiB bodies.
+static HEAVY: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn bounded<F: Future>(test: F) -> F::Output {
     tokio::time::timeout(LIMIT, test).await.expect("the fault test did not finish in time")
 }
@@ -253,6 +257,22 @@ async fn a_response_trickled_byte_by_byte_times_out_before_its_head() {
 }
 
 #[tokio::test]
+async fn a_body_trickled_byte_by_byte_hits_the_total_timeout() {
+    bounded(async {
+        let keys = "first_byte_timeout_ms = 2000\ntimeout_ms = 1000\n";
+        let rig = Rig::start(Fault::trickle_body(Duration::from_millis(50)), keys, "").await;
+        for stream in [false, true] {
+            let body = expect_error(rig.post("bad-model", stream).await, 504, "upstream_timeout").await;
+            assert!(message(&body).contains("timed out after 1000 ms"), "{body}");
+            expect_answered_by_good(rig.post("chain", stream).await, stream).await;
+        }
+        assert!(rig.bad.wait_peer_closed(4, PROMPTLY).await, "tierwise kept reading a trickle after its timeout");
+        rig.assert_settled().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_body_reset_or_closed_halfway_is_502_or_goes_to_the_next_step() {
     bounded(async {
         for end in [Some(Act::Reset), None] {
@@ -307,6 +327,57 @@ async fn malformed_json_with_200_is_502_or_goes_to_the_next_step() {
         let body = expect_error(rig.post("bad-model", false).await, 502, "upstream_error").await;
         assert!(message(&body).contains("not a chat completion"), "{body}");
         expect_answered_by_good(rig.post("chain", false).await, false).await;
+        rig.assert_settled().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_sse_before_the_first_event_is_502_or_goes_to_the_next_step() {
+    bounded(async {
+        let rig = Rig::start(Fault::malformed_sse(0), DEFAULT_KEYS, "").await;
+        let body = expect_error(rig.post("bad-model", true).await, 502, "upstream_error").await;
+        assert!(message(&body).contains("not JSON"), "{body}");
+        expect_answered_by_good(rig.post("chain", true).await, true).await;
+        rig.assert_settled().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn malformed_sse_mid_stream_ends_the_stream_with_an_error_event() {
+    bounded(async {
+        let rig = Rig::start(Fault::malformed_sse(3), DEFAULT_KEYS, "").await;
+        let error = expect_broken_stream(rig.post("bad-model", true).await, 3).await;
+        assert_eq!(error["error"]["code"], "upstream_stream_error");
+        assert!(message(&error).contains("not JSON"), "{error}");
+        // Buffered for verification, the same stream never reaches the client.
+        expect_answered_by_good(rig.post("verified", true).await, true).await;
+        rig.assert_settled().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_10_mib_single_line_is_502_or_goes_to_the_next_step() {
+    let _heavy = HEAVY.lock().await;
+    bounded(async {
+        let rig = Rig::start(Fault::huge_line(), DEFAULT_KEYS, "").await;
+        let body = expect_error(rig.post("bad-model", false).await, 502, "upstream_error").await;
+        assert!(message(&body).contains("not a chat completion"), "{body}");
+        let body = expect_error(rig.post("bad-model", true).await, 502, "upstream_error").await;
+        assert!(message(&body).contains("exceeded"), "{body}");
+        for stream in [false, true] {
+            expect_answered_by_good(rig.post("chain", stream).await, stream).await;
+        }
+        rig.assert_settled().await;
+
+        // A valid completion that is one 10 MiB line passes through whole.
+        let rig = Rig::start(Fault::huge_completion(), DEFAULT_KEYS, "").await;
+        let response = rig.post("bad-model", false).await;
+        assert_eq!(response.status(), 200);
+        let completion: Value = response.json().await.unwrap();
+        assert_eq!(completion["choices"][0]["message"]["content"].as_str().unwrap().len(), 10 * 1024 * 1024);
         rig.assert_settled().await;
     })
     .await;

@@ -138,6 +138,47 @@ impl Fault {
         Fault::new(move |_| vec![Act::Send(response(200, "application/json", &[], &body))])
     }
 
+    /// 200 `text/event-stream`: `good` events of the recorded stream, then an event of
+    /// garbage — a line that is no SSE field, an unknown event type, data that is not
+    /// JSON — then the rest of the stream.
+    pub fn malformed_sse(good: usize) -> Self {
+        Fault::new(move |_| {
+            let events = fixture_events();
+            let garbage =
+                Bytes::from_static(b"this line is no SSE field\nevent: nonsense\ndata: {\"id\": oops not json}\n\n");
+            let mut acts = vec![Act::Send(sse_head())];
+            acts.extend(events[..good].iter().map(|e| Act::Send(chunk(e))));
+            acts.push(Act::Send(chunk(&garbage)));
+            acts.extend(events[good..].iter().map(|e| Act::Send(chunk(e))));
+            acts.push(Act::Send(Bytes::from_static(b"0\r\n\r\n")));
+            acts
+        })
+    }
+
+    /// A 10 MiB single line with no newline: JSON that never parses, or an SSE `data:`
+    /// line that never ends.
+    pub fn huge_line() -> Self {
+        Fault::new(|r| {
+            let mut line = vec![b'x'; 10 * 1024 * 1024];
+            if r.stream() {
+                line[..6].copy_from_slice(b"data: ");
+                vec![Act::Send(sse_head()), Act::Send(chunk(&line)), Act::Send(Bytes::from_static(b"0\r\n\r\n"))]
+            } else {
+                line[0] = b'{';
+                vec![Act::Send(response(200, "application/json", &[], &line))]
+            }
+        })
+    }
+
+    /// A valid completion whose content is one 10 MiB line.
+    pub fn huge_completion() -> Self {
+        Fault::new(|_| {
+            let mut completion: Value = serde_json::from_slice(&super::fixture(JSON_FIXTURE)).unwrap();
+            completion["choices"][0]["message"]["content"] = Value::String("y".repeat(10 * 1024 * 1024));
+            vec![Act::Send(response(200, "application/json", &[], completion.to_string().as_bytes()))]
+        })
+    }
+
     /// 200 `text/html` with an HTML page (a captive portal, a misrouted proxy), whatever
     /// was asked for.
     pub fn html() -> Self {
