@@ -586,3 +586,74 @@ async fn a_client_leaving_while_a_verified_stream_is_buffered_closes_the_upstrea
     })
     .await;
 }
+
+/// This process's resident set size, in bytes (`VmRSS` of `/proc/self/status`).
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kib * 1024
+}
+
+/// A coarse leak check: the RSS of the whole test process (tierwise, the fault servers,
+/// the client, and any test running alongside) may not grow by more than 32 MiB over 200
+/// faulty requests, after 50 to warm the allocator up. It catches a per-request leak of
+/// ~160 KiB or more, not a small one.
+#[tokio::test]
+async fn memory_stays_bounded_over_200_faulty_requests() {
+    let _heavy = HEAVY.lock().await;
+    bounded(async {
+        let faults = [
+            ("refused", Fault::refuse()),
+            ("failing", Fault::server_error()),
+            ("garbled", Fault::malformed_json()),
+            ("reset", Fault::break_mid_body(Some(Act::Reset))),
+            ("cut", Fault::reset_mid_stream(3)),
+            ("html", Fault::html()),
+            ("sse", Fault::malformed_sse(2)),
+        ];
+        let mut servers = Vec::new();
+        for (name, fault) in faults {
+            servers.push((name, FaultServer::start(fault).await));
+        }
+        let urls: Vec<(&str, &str, String)> = servers.iter().map(|(n, s)| (*n, "local", s.base_url())).collect();
+        let upstreams: Vec<(&str, &str, &str)> = urls.iter().map(|(n, t, u)| (*n, *t, u.as_str())).collect();
+        let app = TestApp::start(&config_for(&upstreams, &[], "")).await;
+        let baseline = quiet_task_count().await;
+        let url = app.url("/v1/chat/completions");
+        let run = |from: usize, to: usize| {
+            let (url, names): (&str, Vec<&str>) = (&url, servers.iter().map(|(n, _)| *n).collect());
+            futures_util::stream::iter(from..to)
+                .map(move |i| {
+                    let model = format!("{}-model", names[i % names.len()]);
+                    async move {
+                        let response = fresh_client().post(url).json(&request(&model, i % 2 == 1)).send().await;
+                        let response = response.unwrap();
+                        let status = response.status().as_u16();
+                        let text = response.text().await.unwrap();
+                        assert!(matches!(status, 200 | 502), "{model}: {status}: {text}");
+                        assert!(text.contains("\"error\""), "{model}: every one of these fails: {text}");
+                    }
+                })
+                .buffer_unordered(8)
+                .collect::<Vec<()>>()
+        };
+        run(0, 50).await;
+        let before = rss_bytes();
+        run(50, 250).await;
+        let after = rss_bytes();
+        let growth = after.saturating_sub(before);
+        eprintln!(
+            "RSS over 200 faulty requests: {} KiB -> {} KiB (+{} KiB)",
+            before / 1024,
+            after / 1024,
+            growth / 1024
+        );
+        assert!(growth < 32 * 1024 * 1024, "RSS grew by {} KiB over 200 faulty requests", growth / 1024);
+        assert_no_leak(&app, baseline).await;
+    })
+    .await;
+}
