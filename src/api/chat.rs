@@ -2,6 +2,7 @@
 //! the content, plan, run, respond — with the trail in the response headers on every
 //! path.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +10,14 @@ use tokio::time::Instant;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use http::{HeaderMap, HeaderName};
 
 use super::auth;
 use super::extract::JsonBody;
 use super::respond;
 use super::wire::ChatRequest;
-use crate::app::AppState;
+use crate::app::{AppState, ResponseDeadline};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::escalate::{self, RunContext, RunError, Trail};
@@ -29,6 +31,7 @@ pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-tierwise-dead
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    cut_off: Option<Extension<ResponseDeadline>>,
     JsonBody(mut request): JsonBody<ChatRequest>,
 ) -> Response {
     let in_flight = state.metrics.request_started();
@@ -70,6 +73,8 @@ pub async fn chat_completions(
         classification,
         locale,
         started,
+        cut_off: cut_off.map(|Extension(ResponseDeadline(at))| at),
+        recorded: AtomicBool::new(false),
         _in_flight: in_flight,
     };
     let mut running = Box::pin(job.clone_inputs().run());
@@ -99,8 +104,21 @@ pub struct Job {
     pub classification: Classification,
     pub locale: Locale,
     pub started: Instant,
+    /// When `server.request_timeout_ms` cuts the response off, if it applies.
+    pub cut_off: Option<Instant>,
+    /// Whether the request's metrics and audit line are recorded: a job dropped before
+    /// (the client left, or the request deadline passed) writes its audit line on drop.
+    pub recorded: AtomicBool,
     /// Counts the request in `in_flight_requests` until its response is done.
     pub _in_flight: InFlight,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.recorded.load(Ordering::Relaxed) {
+            respond::abandoned(self);
+        }
+    }
 }
 
 /// The inputs of the run, detached from the response side.
