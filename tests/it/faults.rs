@@ -1,12 +1,13 @@
 //! Faults (issue "Reliability and security", items 7 and 9): for each way an upstream
 //! fails — refused, silent, trickling, reset or closed mid-body or mid-stream, malformed
-//! JSON or SSE, a 10 MiB line, the wrong content type, 429 storms, 500s — a judge that
-//! hangs, and (in [`clients`]) each stage a client can hang up at: the client gets the right status and OpenAI error
-//! envelope (or, once a stream has started, a final `data: {"error": ...}` event); a
-//! second step answers instead when there is one; tierwise closes the upstream connection
-//! promptly; and nothing leaks: `tierwise_in_flight_requests` returns to 0, the runtime's
-//! alive tasks to their baseline, and a normal request still succeeds. Every test is
-//! bounded in time; everything runs on loopback.
+//! JSON or SSE, a 10 MiB line, the wrong content type, 429 storms, 500s — for a judge
+//! that hangs, and (in [`clients`]) for each stage a client can hang up at: the client
+//! gets the right status and OpenAI error envelope (or, once a stream has started, a
+//! final `data: {"error": ...}` event); a second step answers instead when there is one;
+//! tierwise closes the upstream connection promptly; and nothing leaks:
+//! `tierwise_in_flight_requests` returns to 0, the runtime's alive tasks to their
+//! baseline, and a normal request still succeeds. Every test is bounded in time;
+//! everything runs on loopback.
 
 use std::future::Future;
 use std::time::Duration;
