@@ -233,8 +233,16 @@ async fn grace_expired(signalled: Arc<Notify>, grace: Duration) {
     tokio::time::sleep(grace).await;
 }
 
-async fn request_timeout(State(limit): State<Duration>, request: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
+/// When `server.request_timeout_ms` cuts the request off: put in the request's extensions
+/// by the deadline layer, so a chat request dropped unanswered can tell a timeout (the
+/// client got a 504) from a client that left, in its audit line.
+#[derive(Clone, Copy, Debug)]
+pub struct ResponseDeadline(pub tokio::time::Instant);
+
+async fn request_timeout(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
+    let deadline = tokio::time::Instant::now() + limit;
+    request.extensions_mut().insert(ResponseDeadline(deadline));
+    match tokio::time::timeout_at(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::RequestTimeout(limit).into_response(),
     }

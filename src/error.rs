@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::header::CONTENT_TYPE;
+use http::header::{CONTENT_TYPE, RETRY_AFTER};
 use http::{HeaderValue, StatusCode};
 use serde::Serialize;
 use serde_json::Value;
@@ -52,6 +52,8 @@ pub struct Refusal {
     pub kind: Option<String>,
     pub param: Option<Value>,
     pub code: Option<Value>,
+    /// The upstream's `Retry-After` (a 429's), sent on to the client.
+    pub retry_after: Option<HeaderValue>,
 }
 
 #[derive(Serialize)]
@@ -116,6 +118,10 @@ impl ApiError {
             kind: field("type").and_then(|t| t.as_str().map(str::to_string)),
             param: field("param"),
             code: field("code"),
+            // Whole seconds, rounded up.
+            retry_after: err
+                .retry_after
+                .map(|d| HeaderValue::from((d.as_secs() + u64::from(d.subsec_nanos() > 0)).max(1))),
         }))
     }
 
@@ -224,6 +230,12 @@ impl IntoResponse for ApiError {
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
+        if let Some(retry_after) = match &self {
+            ApiError::Refused(refusal) => refusal.retry_after.clone(),
+            _ => None,
+        } {
+            response.headers_mut().insert(RETRY_AFTER, retry_after);
+        }
         response
     }
 }
@@ -262,5 +274,20 @@ mod tests {
         let message = body["error"]["message"].as_str().unwrap();
         assert!(message.starts_with("upstream \"openai\": Incorrect API key"), "{message}");
         assert!(!message.contains("sk-secret"), "{message}");
+    }
+
+    #[test]
+    fn a_passed_on_429_keeps_the_upstreams_retry_after() {
+        let body =
+            r#"{"error":{"message":"Rate limit reached","type":"requests","param":null,"code":"rate_limit_exceeded"}}"#;
+        let err =
+            UpstreamError::new("openai", Failure::Status { status: StatusCode::TOO_MANY_REQUESTS, body: body.into() })
+                .with_retry_after(Some(Duration::from_secs(20)));
+        let response = ApiError::refused(&err, None).into_response();
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[RETRY_AFTER], "20");
+        let without =
+            UpstreamError::new("openai", Failure::Status { status: StatusCode::BAD_REQUEST, body: body.into() });
+        assert!(ApiError::refused(&without, None).into_response().headers().get(RETRY_AFTER).is_none());
     }
 }

@@ -2,6 +2,7 @@
 //! the content, plan, run, respond — with the trail in the response headers on every
 //! path.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -9,13 +10,14 @@ use tokio::time::Instant;
 
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use http::{HeaderMap, HeaderName};
 
 use super::auth;
 use super::extract::JsonBody;
 use super::respond;
 use super::wire::ChatRequest;
-use crate::app::{AppState, Runtime};
+use crate::app::{AppState, ResponseDeadline, Runtime};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::escalate::{self, RunContext, RunError, Trail};
@@ -29,6 +31,7 @@ pub const DEADLINE_HEADER: HeaderName = HeaderName::from_static("x-tierwise-dead
 pub async fn chat_completions(
     State(state): State<AppState>,
     headers: HeaderMap,
+    cut_off: Option<Extension<ResponseDeadline>>,
     JsonBody(mut request): JsonBody<ChatRequest>,
 ) -> Response {
     let permit = match state.admission.admit().await {
@@ -76,6 +79,8 @@ pub async fn chat_completions(
         classification,
         locale,
         started,
+        cut_off: cut_off.map(|Extension(ResponseDeadline(at))| at),
+        recorded: AtomicBool::new(false),
         guards: Some(Guards { _in_flight: in_flight, _permit: permit }),
     };
     let mut running = Box::pin(job.clone_inputs().run());
@@ -107,6 +112,11 @@ pub struct Job {
     pub classification: Classification,
     pub locale: Locale,
     pub started: Instant,
+    /// When `server.request_timeout_ms` cuts the response off, if it applies.
+    pub cut_off: Option<Instant>,
+    /// Whether the request's metrics and audit line are recorded: a job dropped before
+    /// (the client left, or the request deadline passed) writes its audit line on drop.
+    pub recorded: AtomicBool,
     /// Held until the response is done — for a stream, until its body ends.
     pub guards: Option<Guards>,
 }
@@ -116,6 +126,14 @@ pub struct Job {
 pub struct Guards {
     _in_flight: InFlight,
     _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+impl Drop for Job {
+    fn drop(&mut self) {
+        if !self.recorded.load(Ordering::Relaxed) {
+            respond::abandoned(self);
+        }
+    }
 }
 
 /// The inputs of the run, detached from the response side.

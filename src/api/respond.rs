@@ -297,6 +297,7 @@ fn record(
     error: Option<&str>,
     answer: Option<String>,
 ) {
+    job.recorded.store(true, std::sync::atomic::Ordering::Relaxed);
     let outcome = if answered.is_some() {
         metrics::Outcome::Answered
     } else if status.is_client_error() {
@@ -311,6 +312,45 @@ fn record(
     if !audit.enabled() {
         return;
     }
+    let outcome = match outcome {
+        metrics::Outcome::Answered => "answered",
+        metrics::Outcome::Refused => "refused",
+        metrics::Outcome::Failed => "failed",
+    };
+    let mut line = audit_line(job, trail, answered, Some(status), outcome, error);
+    if audit.include_content {
+        line["messages"] = serde_json::to_value(&job.request.messages).unwrap_or(Value::Null);
+        line["answer"] = answer.map(Value::String).unwrap_or(Value::Null);
+    }
+    audit.record(line);
+}
+
+/// The audit line of a request dropped before its response was complete: cut off by
+/// `server.request_timeout_ms` (the client got a 504), or given up by its client (or by
+/// shutdown, when its grace period ran out). What the run had done by then is lost with it.
+pub fn abandoned(job: &Job) {
+    if !job.state.audit.enabled() {
+        return;
+    }
+    let timed_out = job.cut_off.is_some_and(|at| tokio::time::Instant::now() >= at);
+    let line = if timed_out {
+        audit_line(job, &Trail::default(), None, Some(StatusCode::GATEWAY_TIMEOUT), "failed", Some("request_timeout"))
+    } else {
+        audit_line(job, &Trail::default(), None, None, "abandoned", Some("client_gone"))
+    };
+    job.state.audit.record(line);
+}
+
+/// One audit line (DESIGN §9), without content.
+fn audit_line(
+    job: &Job,
+    trail: &Trail,
+    answered: Option<(&str, &str)>,
+    status: Option<StatusCode>,
+    outcome: &str,
+    error: Option<&str>,
+) -> Value {
+    let took = job.started.elapsed();
     let plan: Vec<Value> = job
         .plan
         .steps
@@ -325,7 +365,7 @@ fn record(
         .collect();
     let (prompt, completion) =
         trail.attempts().filter_map(|a| a.tokens).fold((0, 0), |acc, t| (acc.0 + t.0, acc.1 + t.1));
-    let mut line = json!({
+    json!({
         "id": job.request_id,
         "time": crate::audit::timestamp(std::time::SystemTime::now()),
         "task": job.plan.task,
@@ -333,8 +373,8 @@ fn record(
         "content_class": job.classification.class,
         "class_because": job.classification.because,
         "stream": job.request.is_stream(),
-        "status": status.as_u16(),
-        "outcome": match outcome { metrics::Outcome::Answered => "answered", metrics::Outcome::Refused => "refused", metrics::Outcome::Failed => "failed" },
+        "status": status.map(|s| s.as_u16()),
+        "outcome": outcome,
         "error": error,
         "tier": answered.map(|a| a.0),
         "model": answered.map(|a| a.1),
@@ -343,12 +383,7 @@ fn record(
         "rules_reply": job.plan.rules_reply.is_some(),
         "duration_ms": (took.as_secs_f64() * 1e6).round() / 1e3,
         "tokens": {"prompt": prompt, "completion": completion},
-    });
-    if audit.include_content {
-        line["messages"] = serde_json::to_value(&job.request.messages).unwrap_or(Value::Null);
-        line["answer"] = answer.map(Value::String).unwrap_or(Value::Null);
-    }
-    audit.record(line);
+    })
 }
 
 /// The answer's text, when the audit log keeps content and it is known without reading

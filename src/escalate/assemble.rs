@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::upstream::UpstreamError;
+use crate::upstream::{Failure, UpstreamError};
 
 /// What the stream said, choice by choice.
 #[derive(Default)]
@@ -41,9 +41,18 @@ pub async fn assemble(
     let mut assembly = Assembly::default();
     assembly.feed(&first)?;
     while let Some(events) = rest.next().await {
-        assembly.feed(&events.map_err(AssembleError::Upstream)?)?;
+        assembly.feed(&events.map_err(|err| AssembleError::Upstream(unsent(err)))?)?;
     }
     Ok(assembly.finish())
+}
+
+/// A buffered stream that broke has reached no client: unlike a passed-through one, the
+/// next step may still answer, so its break escalates.
+fn unsent(err: UpstreamError) -> UpstreamError {
+    match err.failure {
+        Failure::MidStream(_) => err.escalating(true),
+        _ => err,
+    }
 }
 
 impl Assembly {
@@ -182,6 +191,17 @@ mod tests {
         assert_eq!(call["function"]["arguments"], "{\"city\":\"Oslo\"}");
         assert!(c["choices"][0]["message"]["content"].is_null());
         assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+    }
+
+    #[tokio::test]
+    async fn a_buffered_stream_that_breaks_escalates() {
+        let first = Bytes::from("data: {\"id\": \"c\", \"choices\": []}\n\n");
+        let broken = UpstreamError::new("local", Failure::MidStream("connection reset".into()));
+        assert!(!broken.escalates(), "passed through, a broken stream cannot escalate");
+        let Err(AssembleError::Upstream(err)) = assemble(first, stream::iter([Err(broken)])).await else {
+            panic!("a broken stream is an upstream error")
+        };
+        assert!(err.escalates(), "buffered, nothing reached the client: the next step may answer");
     }
 
     #[tokio::test]

@@ -183,7 +183,7 @@ impl Upstream {
                 self.fail(Failure::Protocol("a stream was asked for but the answer is not text/event-stream".into()))
             );
         }
-        let mut rest = EventStream::new(self.name(), response.bytes_stream().boxed(), decoder);
+        let mut rest = EventStream::new(self.name(), self.config.timeout, response.bytes_stream().boxed(), decoder);
         match tokio::time::timeout(first_byte, rest.next()).await {
             Err(_) => Err(self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte })),
             Ok(None) => Err(self.fail(Failure::Protocol("the stream ended before its first event".into()))),

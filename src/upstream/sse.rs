@@ -55,6 +55,36 @@ fn last_boundary(bytes: &[u8]) -> Option<usize> {
     None
 }
 
+/// The first event in `events` (whole events) whose data is neither JSON nor `[DONE]`:
+/// its offset, and the parser's complaint. Events without data (comments, keep-alives)
+/// pass; no client could read the others.
+pub fn first_non_json_event(events: &[u8]) -> Option<(usize, String)> {
+    let (mut start, mut at) = (0, 0);
+    let mut data: Vec<u8> = Vec::new();
+    let mut has_data = false;
+    for line in events.split_inclusive(|&b| b == b'\n') {
+        at += line.len();
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            if has_data && data != b"[DONE]" {
+                if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&data) {
+                    return Some((start, err.to_string()));
+                }
+            }
+            (start, has_data) = (at, false);
+            data.clear();
+        } else if let Some(value) = line.strip_prefix(b"data:") {
+            if has_data {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
+            has_data = true;
+        }
+    }
+    None
+}
+
 /// Whether `events` holds the OpenAI end-of-stream marker.
 pub fn has_done_marker(events: &[u8]) -> bool {
     events.windows(12).any(|w| w == b"data: [DONE]") || events.windows(11).any(|w| w == b"data:[DONE]")
@@ -95,6 +125,17 @@ mod tests {
         let big = vec![b'x'; MAX_EVENT_BYTES];
         assert_eq!(f.push(b"data: ").unwrap(), None);
         assert_eq!(f.push(&big), Err(EventTooLarge));
+    }
+
+    #[test]
+    fn finds_the_first_event_that_is_not_json() {
+        assert_eq!(first_non_json_event(b"data: {\"a\":1}\n\n: keep-alive\n\ndata: [DONE]\n\n"), None);
+        assert_eq!(first_non_json_event(b"event: x\r\ndata: {\"a\":\r\ndata: 1}\r\n\r\n"), None, "data lines join");
+        let events = b"data: {\"a\":1}\n\nnot a field\n\ndata: {oops}\n\ndata: {}\n\n";
+        let (at, why) = first_non_json_event(events).unwrap();
+        assert_eq!(&events[at..], b"data: {oops}\n\ndata: {}\n\n");
+        assert!(why.contains("key must be a string"), "{why}");
+        assert!(first_non_json_event(b"data: <html>\n\n").is_some_and(|(at, _)| at == 0));
     }
 
     #[test]

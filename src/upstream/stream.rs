@@ -4,6 +4,7 @@
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::stream::BoxStream;
@@ -12,20 +13,23 @@ use futures_util::Stream;
 use super::anthropic::{StreamFailure, StreamTranslator};
 use super::error::describe;
 use super::messages;
-use super::sse::{has_done_marker, SseFramer, MAX_EVENT_BYTES};
-use super::{Failure, UpstreamError};
+use super::sse::{first_non_json_event, has_done_marker, SseFramer, MAX_EVENT_BYTES};
+use super::{Failure, TimeoutPhase, UpstreamError};
 
 /// Whole OpenAI SSE events from one upstream response. Dropping it drops the upstream
 /// connection, which is how a client's hang-up reaches the upstream.
 pub struct EventStream {
     upstream: String,
+    /// The upstream's total timeout (`timeout_ms`), for a timeout before the first event.
+    timeout: Duration,
     /// The upstream response body; `None` once it has ended or failed.
     body: Option<BoxStream<'static, reqwest::Result<Bytes>>>,
     decoder: Decoder,
     /// Whether events were passed on: from then on a failure is a broken stream.
     started: bool,
-    /// A failure to report right after the events decoded just before it.
-    queued: Option<UpstreamError>,
+    /// A failure to report right after the events decoded just before it (boxed: rare,
+    /// and it would make every `Reply` larger).
+    queued: Option<Box<UpstreamError>>,
 }
 
 /// Turns an upstream's body bytes into whole OpenAI SSE events.
@@ -48,8 +52,11 @@ struct Broken {
 }
 
 impl Broken {
-    fn new(reason: impl Into<String>) -> Self {
-        Broken { pending: Bytes::new(), reason: reason.into(), early: None }
+    /// A malformed stream: before its first event, the upstream's answer is bad (the
+    /// next step may still answer); after it, the stream is broken.
+    fn malformed(upstream: &str, pending: Bytes, reason: String) -> Self {
+        let early = UpstreamError::new(upstream, Failure::Protocol(reason.clone()));
+        Broken { pending, reason, early: Some(Box::new(early)) }
     }
 }
 
@@ -67,11 +74,19 @@ impl Decoder {
         match self {
             Decoder::OpenAi { framer, saw_done } => match framer.push(chunk) {
                 Ok(Some(events)) => {
+                    if let Some((at, why)) = first_non_json_event(&events) {
+                        let pending = events.slice(..at);
+                        *saw_done |= has_done_marker(&pending);
+                        return Err(Broken::malformed(upstream, pending, format!("an event is not JSON ({why})")));
+                    }
                     *saw_done |= has_done_marker(&events);
                     Ok(events)
                 }
                 Ok(None) => Ok(Bytes::new()),
-                Err(_) => Err(Broken::new(format!("an event exceeded {MAX_EVENT_BYTES} bytes"))),
+                Err(_) => {
+                    let reason = format!("an event exceeded {MAX_EVENT_BYTES} bytes");
+                    Err(Broken::malformed(upstream, Bytes::new(), reason))
+                }
             },
             Decoder::Anthropic(translator) => translator.push(chunk).map_err(|err| {
                 let early = match &err.failure {
@@ -95,7 +110,8 @@ impl Decoder {
                     return Ok(Bytes::from(done));
                 }
                 if !*saw_done {
-                    return Err(Broken::new("the stream ended without data: [DONE]"));
+                    let reason = "the stream ended without data: [DONE]".to_string();
+                    return Err(Broken::malformed(upstream, Bytes::new(), reason));
                 }
                 Ok(Bytes::new())
             }
@@ -120,8 +136,14 @@ impl Decoder {
 }
 
 impl EventStream {
-    pub(super) fn new(upstream: &str, body: BoxStream<'static, reqwest::Result<Bytes>>, decoder: Decoder) -> Self {
-        EventStream { upstream: upstream.to_string(), body: Some(body), decoder, started: false, queued: None }
+    /// `timeout`: the upstream's total timeout, which `body` is subject to.
+    pub(super) fn new(
+        upstream: &str,
+        timeout: Duration,
+        body: BoxStream<'static, reqwest::Result<Bytes>>,
+        decoder: Decoder,
+    ) -> Self {
+        EventStream { upstream: upstream.to_string(), timeout, body: Some(body), decoder, started: false, queued: None }
     }
 
     fn broken(&self, reason: String) -> UpstreamError {
@@ -136,7 +158,7 @@ impl Stream for EventStream {
         let this = self.get_mut();
         loop {
             if let Some(err) = this.queued.take() {
-                return Poll::Ready(Some(Err(err)));
+                return Poll::Ready(Some(Err(*err)));
             }
             let Some(body) = this.body.as_mut() else {
                 return Poll::Ready(None);
@@ -146,8 +168,13 @@ impl Stream for EventStream {
                 Poll::Ready(Some(Ok(chunk))) => this.decoder.push(&this.upstream, &chunk),
                 Poll::Ready(Some(Err(err))) => {
                     this.body = None;
-                    let reason = if err.is_timeout() { "timed out".to_string() } else { describe(&err) };
-                    return Poll::Ready(Some(Err(this.broken(reason))));
+                    let failure = match (this.started, err.is_timeout()) {
+                        (false, true) => Failure::Timeout { phase: TimeoutPhase::Total, after: this.timeout },
+                        (false, false) => Failure::Connect(describe(&err)),
+                        (true, true) => Failure::MidStream("timed out".to_string()),
+                        (true, false) => Failure::MidStream(describe(&err)),
+                    };
+                    return Poll::Ready(Some(Err(UpstreamError::new(&this.upstream, failure))));
                 }
                 Poll::Ready(None) => {
                     this.body = None;
@@ -170,7 +197,7 @@ impl Stream for EventStream {
                         return Poll::Ready(Some(Err(err)));
                     }
                     this.started = true;
-                    this.queued = Some(err);
+                    this.queued = Some(Box::new(err));
                     return Poll::Ready(Some(Ok(broken.pending)));
                 }
             }

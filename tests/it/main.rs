@@ -11,6 +11,7 @@ mod dashboard;
 mod detector;
 mod edge;
 mod errors;
+mod faults;
 mod invariant;
 mod llm;
 mod metrics;

@@ -109,8 +109,10 @@ async fn retries_stop_at_the_request_deadline() {
         .await
         .unwrap();
     assert_eq!(response.status(), 502);
-    assert!(started.elapsed() < Duration::from_secs(3));
-    assert!(failing.calls() <= 2, "{} tries within a 300 ms deadline", failing.calls());
+    // No backoff sleep may cross the deadline: done shortly after 300 ms, whatever the
+    // jitter drew (short draws allow more tries within it).
+    let took = started.elapsed();
+    assert!(took < Duration::from_millis(1200), "retries ran past the deadline: {took:?}");
 }
 
 #[tokio::test]
