@@ -70,7 +70,7 @@ impl From<&wire::Usage> for Usage {
         Usage {
             prompt_tokens,
             completion_tokens,
-            total_tokens: prompt_tokens + completion_tokens,
+            total_tokens: prompt_tokens.saturating_add(completion_tokens),
             prompt_tokens_details: usage
                 .cache_read_input_tokens
                 .filter(|&cached| cached > 0)

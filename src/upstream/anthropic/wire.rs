@@ -56,11 +56,13 @@ pub struct Usage {
 }
 
 impl Usage {
-    /// Every input token, cached or not: what OpenAI calls `prompt_tokens`.
+    /// Every input token, cached or not: what OpenAI calls `prompt_tokens`. Saturates:
+    /// the counts come from the upstream, and a sum past `u64::MAX` must not panic.
     pub fn prompt_tokens(&self) -> u64 {
-        self.input_tokens.unwrap_or(0)
-            + self.cache_read_input_tokens.unwrap_or(0)
-            + self.cache_creation_input_tokens.unwrap_or(0)
+        self.input_tokens
+            .unwrap_or(0)
+            .saturating_add(self.cache_read_input_tokens.unwrap_or(0))
+            .saturating_add(self.cache_creation_input_tokens.unwrap_or(0))
     }
 
     /// Overwrites the counts that `newer` carries.

@@ -71,6 +71,21 @@ fn translates_text_and_several_tool_calls() {
 }
 
 #[test]
+fn token_counts_past_u64_saturate() {
+    // The sums overflowed: a panic in debug builds, wrong totals in release. The input is
+    // fuzz/corpus/anthropic_stream/regression-usage-overflow-response.
+    let body = json!({"id": "m", "model": "x", "content": [], "usage": {
+        "input_tokens": u64::MAX, "cache_read_input_tokens": 1, "cache_creation_input_tokens": 1,
+        "output_tokens": u64::MAX}});
+    let out = translate(body.to_string().as_bytes());
+    assert_eq!(
+        out["usage"],
+        json!({"prompt_tokens": u64::MAX, "completion_tokens": u64::MAX, "total_tokens": u64::MAX,
+            "prompt_tokens_details": {"cached_tokens": 1}})
+    );
+}
+
+#[test]
 fn drops_thinking_blocks() {
     let out = translate(fixture!("thinking_and_text.json"));
     assert_eq!(out["choices"][0]["message"], json!({"role": "assistant", "content": "27 * 453 = 12,231."}));

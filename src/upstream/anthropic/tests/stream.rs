@@ -111,6 +111,26 @@ fn translates_a_recorded_text_stream() {
 }
 
 #[test]
+fn usage_past_u64_saturates() {
+    // The sum overflowed; the input is fuzz/corpus/anthropic_stream/regression-usage-overflow-stream.
+    let sse = concat!(
+        "event: message_start\n",
+        r#"data: {"type":"message_start","message":{"id":"m","model":"x","usage":{"input_tokens":18446744073709551615,"cache_read_input_tokens":1}}}"#,
+        "\n\nevent: message_delta\n",
+        r#"data: {"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":5}}"#,
+        "\n\nevent: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+    );
+    let (out, finished) = translate(sse.as_bytes(), true);
+    assert!(finished);
+    let usage: Value = serde_json::from_str(events(&out)[2]).unwrap();
+    assert_eq!(
+        usage["usage"],
+        json!({"prompt_tokens": u64::MAX, "completion_tokens": 5, "total_tokens": u64::MAX,
+            "prompt_tokens_details": {"cached_tokens": 1}})
+    );
+}
+
+#[test]
 fn adds_usage_only_when_asked() {
     let (out, _) = translate(fixture!("stream_text.sse"), true);
     let lines = transcript(&out, TEXT_ID, LLAMA, true);
