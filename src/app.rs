@@ -10,6 +10,7 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use http::HeaderValue;
 use tokio::net::TcpListener;
@@ -188,7 +189,7 @@ pub async fn serve(
     let audit = state.audit.clone();
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(addr) = server_config.metrics_listen {
-        let listener = TcpListener::bind(addr).await?;
+        let listener = TcpListener::bind(addr).await?.tap_io(no_delay);
         info!(%addr, "metrics listening");
         let router = metrics_router(state.clone());
         let mut stopped = metrics_stopped;
@@ -205,6 +206,9 @@ pub async fn serve(
     let notify = signalled.clone();
     *state.probers.lock().await = Some(state.runtime().warmth.start());
     let probers = state.probers.clone();
+    // Events must leave as they are written: without TCP_NODELAY, Nagle's algorithm holds
+    // a stream's small SSE writes back ~40 ms behind the client's delayed ACK.
+    let listener = listener.tap_io(no_delay);
     let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
         shutdown.await;
         info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
@@ -226,6 +230,12 @@ pub async fn serve(
         warn!(lost = audit.lost(), "audit records were lost (see tierwise_audit_lost_total)");
     }
     result
+}
+
+fn no_delay(stream: &mut tokio::net::TcpStream) {
+    if let Err(err) = stream.set_nodelay(true) {
+        tracing::debug!(error = %err, "cannot set TCP_NODELAY on an accepted connection");
+    }
 }
 
 async fn grace_expired(signalled: Arc<Notify>, grace: Duration) {
