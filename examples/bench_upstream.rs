@@ -32,7 +32,7 @@ use futures_util::stream;
 
 const COMPLETION: &[u8] = include_bytes!("../tests/fixtures/openai/chat_completion.json");
 
-const USAGE: &str = "usage: bench_upstream [--listen ADDR] [--delay-ms N] [--chunks N] [--chunk-gap-ms N]
+const USAGE: &str = "usage: bench_upstream [--listen ADDR] [--delay-ms N] [--chunks N] [--chunk-gap-ms N] [--nagle]
   --listen ADDR       address to bind (default 127.0.0.1:0; the bound address is printed)
   --delay-ms N        delay before the JSON reply or the first stream chunk (default 20)
   --chunks N          stream chunks before [DONE] (default 20)
