@@ -10,9 +10,11 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use axum::Router;
 use http::HeaderValue;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 use tower::ServiceBuilder;
@@ -23,6 +25,8 @@ use tracing::{info, info_span, warn, Span};
 
 use crate::api;
 use crate::api::admission::Admission;
+use crate::api::extract::BodyReadTimeout;
+use crate::api::rate_limit::RateLimiter;
 use crate::audit::Audit;
 use crate::config::{self, Config, ConfigSource};
 use crate::error::ApiError;
@@ -61,6 +65,8 @@ pub struct AppState {
     pub audit: Arc<Audit>,
     /// Load shedding for chat completions (`server.max_concurrent_requests`).
     pub admission: Arc<Admission>,
+    /// Per-key rate limits; kept across reloads.
+    pub rate_limits: Arc<RateLimiter>,
     /// The warmth probers of the current runtime; restarted on reload, stopped when
     /// `serve` ends.
     probers: Arc<tokio::sync::Mutex<Option<Probers>>>,
@@ -80,6 +86,7 @@ impl AppState {
         Ok(AppState {
             runtime: Arc::new(RwLock::new(Arc::new(runtime))),
             admission: Arc::new(admission),
+            rate_limits: Arc::new(RateLimiter::default()),
             metrics,
             audit: Arc::new(audit),
             probers: Arc::new(tokio::sync::Mutex::new(None)),
@@ -154,8 +161,9 @@ pub fn build_router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         // Body limit, enforced where the body is read, so the 413 is in the envelope.
         .layer(DefaultBodyLimit::max(server.body_limit_bytes))
-        // Deadline until the response starts (streams then run on their own timeouts).
-        .layer(middleware::from_fn_with_state(server.request_timeout, request_timeout));
+        // Deadline until the response starts (streams then run on their own timeouts),
+        // and the time a client has to send its body.
+        .layer(middleware::from_fn_with_state((server.request_timeout, server.body_read_timeout), request_timeout));
 
     let routes = Router::new()
         .route("/v1/chat/completions", post(api::chat::chat_completions))
@@ -189,50 +197,94 @@ pub async fn serve(
     let audit = state.audit.clone();
     let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
     if let Some(addr) = server_config.metrics_listen {
-        let listener = TcpListener::bind(addr).await?.tap_io(no_delay);
+        let listener = TcpListener::bind(addr).await?;
         info!(%addr, "metrics listening");
         let router = metrics_router(state.clone());
         let mut stopped = metrics_stopped;
-        tokio::spawn(async move {
-            let stop = async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            };
-            if let Err(err) = axum::serve(listener, router).with_graceful_shutdown(stop).await {
-                warn!(error = %err, "the metrics listener failed");
-            }
-        });
+        let stop = async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
+        };
+        tokio::spawn(serve_connections(listener, router, server_config.clone(), stop));
     }
     let signalled = Arc::new(Notify::new());
     let notify = signalled.clone();
     *state.probers.lock().await = Some(state.runtime().warmth.start());
     let probers = state.probers.clone();
-    // Events must leave as they are written: without TCP_NODELAY, Nagle's algorithm holds
-    // a stream's small SSE writes back ~40 ms behind the client's delayed ACK.
-    let listener = listener.tap_io(no_delay);
-    let server = axum::serve(listener, build_router(state)).with_graceful_shutdown(async move {
+    let watcher = crate::reload::watch(state.clone());
+    let stop = async move {
         shutdown.await;
         info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
         if let Some(probers) = probers.lock().await.take() {
             probers.stop().await;
         }
         notify.notify_one();
-    });
-    let result = tokio::select! {
-        result = server => result,
-        () = grace_expired(signalled, grace) => {
-            warn!("grace period over: dropping the requests still in flight");
-            Ok(())
-        }
     };
+    let server = serve_connections(listener, build_router(state), server_config, stop);
+    tokio::select! {
+        () = server => {}
+        () = grace_expired(signalled, grace) => warn!("grace period over: dropping the requests still in flight"),
+    }
+    if let Some(watcher) = watcher {
+        watcher.abort();
+    }
     let _ = stop_metrics.send(true);
     audit.close().await;
     if audit.lost() > 0 {
         warn!(lost = audit.lost(), "audit records were lost (see tierwise_audit_lost_total)");
     }
-    result
+    Ok(())
 }
 
-fn no_delay(stream: &mut tokio::net::TcpStream) {
+/// Accepts HTTP/1.1 connections and serves `router` on each until `stop` resolves; then
+/// stops accepting and waits for open connections to finish their requests. A client
+/// gets `server.header_read_timeout_ms` to send each request's head (also the idle
+/// keep-alive limit) and `server.max_header_bytes` for it (larger: 431).
+async fn serve_connections(
+    listener: TcpListener,
+    router: Router,
+    server: crate::config::ServerConfig,
+    stop: impl Future<Output = ()>,
+) {
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(server.header_read_timeout)
+        .max_header_size(server.max_header_bytes)
+        .max_buf_size(server.max_header_bytes.max(MIN_READ_BUFFER));
+    let connections = GracefulShutdown::new();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut stop => break,
+        };
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
+            Err(err) => {
+                // Out of file descriptors and the like: wait a moment rather than spin.
+                warn!(error = %err, "cannot accept a connection");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        no_delay(&stream);
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
+        let connection = connections.watch(connection);
+        tokio::spawn(async move {
+            if let Err(err) = connection.await {
+                tracing::debug!(error = %err, "connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    connections.shutdown().await;
+}
+
+/// hyper's smallest read buffer; `max_header_bytes` below it is refused by validation.
+const MIN_READ_BUFFER: usize = 8 * 1024;
+
+// Events must leave as they are written: without TCP_NODELAY, Nagle's algorithm holds a
+// stream's small SSE writes back ~40 ms behind the client's delayed ACK.
+fn no_delay(stream: &tokio::net::TcpStream) {
     if let Err(err) = stream.set_nodelay(true) {
         tracing::debug!(error = %err, "cannot set TCP_NODELAY on an accepted connection");
     }
@@ -249,9 +301,14 @@ async fn grace_expired(signalled: Arc<Notify>, grace: Duration) {
 #[derive(Clone, Copy, Debug)]
 pub struct ResponseDeadline(pub tokio::time::Instant);
 
-async fn request_timeout(State(limit): State<Duration>, mut request: Request, next: Next) -> Response {
+async fn request_timeout(
+    State((limit, body_read)): State<(Duration, Duration)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let deadline = tokio::time::Instant::now() + limit;
     request.extensions_mut().insert(ResponseDeadline(deadline));
+    request.extensions_mut().insert(BodyReadTimeout(body_read));
     match tokio::time::timeout_at(deadline, next.run(request)).await {
         Ok(response) => response,
         Err(_) => ApiError::RequestTimeout(limit).into_response(),

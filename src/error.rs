@@ -32,11 +32,20 @@ pub enum ApiError {
     MethodNotAllowed { method: String, path: String },
     /// 504: the request exceeded `server.request_timeout_ms`.
     RequestTimeout(Duration),
+    /// 408: the client did not send its body within `server.body_read_timeout_ms`.
+    BodyTimeout(Duration),
     /// An upstream's own 4xx, passed on with its status and message.
     Refused(Box<Refusal>),
     /// 502/503/504: no step produced an answer. `message` lists every step;
     /// `skipped` has the same, machine-readable.
-    Exhausted { status: StatusCode, code: &'static str, message: String, skipped: Option<Value> },
+    Exhausted {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+        skipped: Option<Value>,
+        /// When a step that was skipped for now (busy, circuit open) may run again.
+        retry_after: Option<Duration>,
+    },
     /// 429/503 with `Retry-After`: rate limited upstream, or tierwise is at capacity.
     Overloaded { status: StatusCode, code: &'static str, message: String, retry_after: Option<Duration> },
     /// 500: a bug in tierwise (e.g. a caught panic).
@@ -87,6 +96,7 @@ impl ApiError {
             ApiError::ModelNotFound { .. } | ApiError::UnknownUrl { .. } => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::Refused(r) => r.status,
             ApiError::Exhausted { status, .. } | ApiError::Overloaded { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -102,6 +112,7 @@ impl ApiError {
                 code: "upstream_error",
                 message: err.to_string(),
                 skipped: None,
+                retry_after: None,
             };
         };
         let parsed: Option<Value> = serde_json::from_slice(body).ok();
@@ -135,7 +146,7 @@ impl ApiError {
             | ApiError::MethodNotAllowed { .. }
             | ApiError::Unauthorized(_) => "invalid_request_error",
             ApiError::Forbidden { .. } => "permission_error",
-            ApiError::RequestTimeout(_) => "timeout_error",
+            ApiError::RequestTimeout(_) | ApiError::BodyTimeout(_) => "timeout_error",
             ApiError::Refused(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
             ApiError::Exhausted { .. } => "upstream_error",
             ApiError::Overloaded { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
@@ -165,6 +176,9 @@ impl ApiError {
             ApiError::RequestTimeout(after) => {
                 format!("the request did not complete within {} ms (server.request_timeout_ms)", after.as_millis())
             }
+            ApiError::BodyTimeout(after) => {
+                format!("the request body did not arrive within {} ms (server.body_read_timeout_ms)", after.as_millis())
+            }
             ApiError::Refused(r) => format!("upstream \"{}\": {}", r.upstream, r.message),
             ApiError::Exhausted { message, .. } | ApiError::Overloaded { message, .. } => message.clone(),
             ApiError::Internal(message) => message.clone(),
@@ -191,6 +205,7 @@ impl ApiError {
             ApiError::UnknownUrl { .. } => "unknown_url",
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RequestTimeout(_) => "request_timeout",
+            ApiError::BodyTimeout(_) => "request_body_timeout",
             ApiError::Refused(r) => return r.code.clone(),
             ApiError::Exhausted { code, .. } | ApiError::Overloaded { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
@@ -225,7 +240,9 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status(), self.envelope()).into_response();
         response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-        if let ApiError::Overloaded { retry_after: Some(after), .. } = &self {
+        if let ApiError::Overloaded { retry_after: Some(after), .. }
+        | ApiError::Exhausted { retry_after: Some(after), .. } = &self
+        {
             // Whole seconds, rounded up: a client must not come back too early.
             let seconds = after.as_secs() + u64::from(after.subsec_nanos() > 0);
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));

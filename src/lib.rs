@@ -4,9 +4,11 @@
 //! A request's path through the modules:
 //!
 //! - [`app`]        — state, route table, the tower stack (request id, span, panic
-//!   catcher, body limit, deadline), graceful shutdown.
+//!   catcher, body limit, deadline), the connection loop (header timeout and size),
+//!   graceful shutdown.
 //! - [`api`]        — handlers: `chat` (the request's whole journey), `models`,
-//!   `explain`, `health`; `auth` maps client keys to profiles; `wire` holds the OpenAI
+//!   `explain`, `health`; `auth` maps client keys to profiles; `admission` and
+//!   `rate_limit` shed load and enforce per-key limits; `wire` holds the OpenAI
 //!   request types, `extract` the JSON extractor, `replay` renders our own answers as SSE.
 //! - [`policy`]     — pure: resolve `model`/`x-tierwise-task` to a task, classify the
 //!   content (detector), `plan` its steps by tier, profile and class (DESIGN §2). No I/O.
@@ -22,6 +24,7 @@
 //!   (`tierwise explain`, `POST /v1/tierwise/explain`).
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
 //!   problem reported at once).
+//! - [`reload`]     — reloads the config when its file changes (as SIGHUP does).
 //! - [`audit`]      — one JSON line per request, written off the request path.
 //! - [`metrics`]    — every Prometheus metric, one typed function per event.
 //! - [`error`]      — `ApiError`: status mapping and the OpenAI error envelope.
@@ -35,5 +38,6 @@ pub mod escalate;
 pub mod explain;
 pub mod metrics;
 pub mod policy;
+pub mod reload;
 pub mod upstream;
 pub mod warmth;

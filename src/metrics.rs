@@ -11,7 +11,7 @@ use prometheus::{
 
 use crate::config::Config;
 use crate::escalate::{Event, Trail, Verdict};
-use crate::policy::{SkipReason, Tier};
+use crate::policy::{SkipReason, Tier, Why};
 
 /// Every metric family tierwise exports, with its type and labels. Dashboards and tests
 /// check their queries against this list.
@@ -36,6 +36,10 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_cost_avoided_usd_total", "counter", &["task"]),
     ("tierwise_audit_lost_total", "counter", &[]),
     ("tierwise_config_reloads_total", "counter", &["result"]),
+    ("tierwise_rate_limited_total", "counter", &["profile", "limit"]),
+    ("tierwise_shed_total", "counter", &["scope", "upstream"]),
+    ("tierwise_upstream_in_flight", "gauge", &["upstream"]),
+    ("tierwise_circuit_open", "gauge", &["upstream"]),
 ];
 
 /// Seconds; LLM calls range from milliseconds to minutes.
@@ -74,6 +78,10 @@ pub struct Metrics {
     cost_avoided: CounterVec,
     audit_lost: IntCounter,
     config_reloads: IntCounterVec,
+    rate_limited: IntCounterVec,
+    shed: IntCounterVec,
+    upstream_in_flight: IntGaugeVec,
+    circuit_open: IntGaugeVec,
     /// Every family's name, as registered.
     names: Vec<String>,
 }
@@ -228,6 +236,24 @@ impl Metrics {
                 "Config reloads by result (applied, rejected)",
                 &["result"],
             )?,
+            rate_limited: counter(
+                "tierwise_rate_limited_total",
+                "Requests refused with 429 by a client key's rate limit (requests or tokens per minute)",
+                &["profile", "limit"],
+            )?,
+            shed: counter(
+                "tierwise_shed_total",
+                "Requests (scope server) or steps (scope upstream) shed by a concurrency limit",
+                &["scope", "upstream"],
+            )?,
+            upstream_in_flight: IntGaugeVec::new(
+                Opts::new("tierwise_upstream_in_flight", "Calls to the upstream in progress (streams until they end)"),
+                &["upstream"],
+            )?,
+            circuit_open: IntGaugeVec::new(
+                Opts::new("tierwise_circuit_open", "Whether the upstream's circuit breaker is open or probing (1)"),
+                &["upstream"],
+            )?,
             names: Vec::new(),
         };
         let mut m = m;
@@ -252,6 +278,10 @@ impl Metrics {
             Box::new(m.cost_avoided.clone()),
             Box::new(m.audit_lost.clone()),
             Box::new(m.config_reloads.clone()),
+            Box::new(m.rate_limited.clone()),
+            Box::new(m.shed.clone()),
+            Box::new(m.upstream_in_flight.clone()),
+            Box::new(m.circuit_open.clone()),
         ];
         for collector in collectors {
             m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
@@ -307,6 +337,9 @@ impl Metrics {
                 Event::Skip(s) => {
                     let reason = s.why.reason();
                     self.skips.with_label_values(&[task, s.tier.as_str(), reason.as_str()]).inc();
+                    if let Why::Busy { upstream, .. } = &s.why {
+                        self.shed(Some(upstream));
+                    }
                     if reason == SkipReason::Privacy {
                         self.privacy_blocked.with_label_values(&[task, reason.as_str()]).inc();
                     }
@@ -368,6 +401,32 @@ impl Metrics {
     /// A config reload was `applied` or `rejected`.
     pub fn config_reload(&self, result: &'static str) {
         self.config_reloads.with_label_values(&[result]).inc();
+    }
+
+    /// A client key's rate limit refused a request.
+    pub fn rate_limited(&self, profile: &str, limit: &'static str) {
+        self.rate_limited.with_label_values(&[profile, limit]).inc();
+    }
+
+    /// `server.max_concurrent_requests` shed a request (`upstream: None`), or an
+    /// upstream's `max_concurrent` shed a step.
+    pub fn shed(&self, upstream: Option<&str>) {
+        match upstream {
+            None => self.shed.with_label_values(&["server", ""]).inc(),
+            Some(name) => self.shed.with_label_values(&["upstream", name]).inc(),
+        }
+    }
+
+    /// The upstreams' state as of now, set just before a scrape: calls in flight and
+    /// whether each circuit is open. Upstreams a reload removed disappear.
+    pub fn observe_upstreams(&self, upstreams: &crate::upstream::Upstreams) {
+        self.upstream_in_flight.reset();
+        self.circuit_open.reset();
+        for upstream in upstreams.iter() {
+            let name = upstream.name();
+            self.upstream_in_flight.with_label_values(&[name]).set(upstream.in_flight() as i64);
+            self.circuit_open.with_label_values(&[name]).set(i64::from(upstream.circuit_open()));
+        }
     }
 
     /// Brings `tierwise_audit_lost_total` up to the audit log's own count.

@@ -4,7 +4,7 @@
 use http::header::AUTHORIZATION;
 use http::HeaderMap;
 
-use crate::config::{Config, Profile};
+use crate::config::{ClientKey, Config, Profile};
 use crate::error::ApiError;
 use crate::policy::Locale;
 
@@ -12,6 +12,8 @@ pub struct Caller<'a> {
     pub profile: &'a Profile,
     /// May use admin endpoints (explain for any profile).
     pub admin: bool,
+    /// The key presented, when it is a configured one (it carries the rate limits).
+    pub key: Option<&'a ClientKey>,
 }
 
 /// The caller's profile. With `auth.required`, a missing or unknown key is a 401;
@@ -31,7 +33,7 @@ pub fn identify<'a>(config: &'a Config, headers: &HeaderMap) -> Result<Caller<'a
     });
     if let Some(key) = matched {
         if let Some(profile) = config.profiles.get(&key.profile) {
-            return Ok(Caller { profile, admin: key.admin });
+            return Ok(Caller { profile, admin: key.admin, key: Some(key) });
         }
     }
     if config.auth.required {
@@ -42,7 +44,7 @@ pub fn identify<'a>(config: &'a Config, headers: &HeaderMap) -> Result<Caller<'a
         return Err(ApiError::Unauthorized(message.into()));
     }
     let profile = config.profiles.get("default").ok_or_else(|| ApiError::Internal("no default profile".into()))?;
-    Ok(Caller { profile, admin: false })
+    Ok(Caller { profile, admin: false, key: None })
 }
 
 fn presented_key(headers: &HeaderMap) -> Option<&str> {

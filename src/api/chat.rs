@@ -18,7 +18,7 @@ use super::extract::JsonBody;
 use super::respond;
 use super::wire::ChatRequest;
 use crate::app::{AppState, ResponseDeadline, Runtime};
-use crate::config::Config;
+use crate::config::{Config, KeyLimits};
 use crate::error::ApiError;
 use crate::escalate::{self, RunContext, RunError, Trail};
 use crate::metrics::InFlight;
@@ -34,11 +34,6 @@ pub async fn chat_completions(
     cut_off: Option<Extension<ResponseDeadline>>,
     JsonBody(mut request): JsonBody<ChatRequest>,
 ) -> Response {
-    let permit = match state.admission.admit().await {
-        Ok(permit) => permit,
-        Err(err) => return err.into_response(),
-    };
-    let in_flight = state.metrics.request_started();
     let started = Instant::now();
     let request_id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let runtime = state.runtime();
@@ -51,6 +46,20 @@ pub async fn chat_completions(
         Ok(caller) => caller,
         Err(err) => return early(err, None),
     };
+    if let Some(key) = caller.key {
+        if let Err(limited) = state.rate_limits.admit(key, started) {
+            state.metrics.rate_limited(&caller.profile.name, limited.limit.as_str());
+            return early(limited.into_error(&caller.profile.name), None);
+        }
+    }
+    let permit = match state.admission.admit().await {
+        Ok(permit) => permit,
+        Err(err) => {
+            state.metrics.shed(None);
+            return early(err, None);
+        }
+    };
+    let in_flight = state.metrics.request_started();
     let locale = auth::locale(&headers, caller.profile);
     let Prepared { resolved, classification, deadline } = match prepare(config, &headers, &mut request) {
         Ok(prepared) => prepared,
@@ -81,6 +90,7 @@ pub async fn chat_completions(
         started,
         cut_off: cut_off.map(|Extension(ResponseDeadline(at))| at),
         recorded: AtomicBool::new(false),
+        rate_key: caller.key.filter(|k| k.limits.tokens_per_minute.is_some()).map(|k| (k.digest, k.limits)),
         guards: Some(Guards { _in_flight: in_flight, _permit: permit }),
     };
     let mut running = Box::pin(job.clone_inputs().run());
@@ -117,6 +127,8 @@ pub struct Job {
     /// Whether the request's metrics and audit line are recorded: a job dropped before
     /// (the client left, or the request deadline passed) writes its audit line on drop.
     pub recorded: AtomicBool,
+    /// The key whose `tokens_per_minute` the tokens this request uses are charged to.
+    pub rate_key: Option<([u8; 32], KeyLimits)>,
     /// Held until the response is done — for a stream, until its body ends.
     pub guards: Option<Guards>,
 }

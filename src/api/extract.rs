@@ -9,6 +9,11 @@ use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
+/// `server.body_read_timeout_ms`, put in the request's extensions by the edge: how long
+/// a client may take to send a body (slow-client protection).
+#[derive(Clone, Copy, Debug)]
+pub struct BodyReadTimeout(pub std::time::Duration);
+
 /// `Json<T>`, but every rejection is an [`ApiError`].
 pub struct JsonBody<T>(pub T);
 
@@ -20,7 +25,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         if !is_json(content_type) {
             return Err(ApiError::UnsupportedMediaType { got: content_type.to_string() });
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+        let limit = req.extensions().get::<BodyReadTimeout>().map(|t| t.0);
+        let read = Bytes::from_request(req, state);
+        let read = match limit {
+            Some(limit) => tokio::time::timeout(limit, read).await.map_err(|_| ApiError::BodyTimeout(limit))?,
+            None => read.await,
+        };
+        let bytes = read.map_err(|rejection| {
             if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::PayloadTooLarge
             } else {

@@ -7,6 +7,7 @@ pub mod explain;
 pub mod extract;
 pub mod health;
 pub mod models;
+pub mod rate_limit;
 pub mod replay;
 pub mod respond;
 pub mod wire;

@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use tracing::warn;
 
 use super::chat::{Guards, Job, CLASS_HEADER, TASK_HEADER};
+use super::rate_limit::StreamCharge;
 use super::replay;
 use crate::error::ApiError;
 use crate::escalate::{Answer, Outcome, Produced, RunError, Trail};
@@ -200,12 +201,20 @@ fn passthrough(
     let (tier, model) = (answered.0, answered.1.to_string());
     job.state.metrics.first_token(tier, &model, job.started.elapsed());
     let (metrics, config, task) = (job.state.metrics.clone(), job.runtime.config.clone(), job.plan.task.clone());
-    let count_usage = move |events: &Bytes| {
-        if let Some((prompt, completion)) = usage_in_events(events) {
+    let mut charge = job.rate_key.map(|key| {
+        let prompt_bytes = job.request.texts().map(|(_, text)| text.len()).sum();
+        StreamCharge::new(job.state.rate_limits.clone(), key, prompt_bytes)
+    });
+    let mut count_usage = move |events: &Bytes| {
+        let usage = usage_in_events(events);
+        if let Some((prompt, completion)) = usage {
             metrics.tokens_used(&config, tier, &model, prompt, completion);
             if tier < Tier::Cloud {
                 metrics.cost_avoided(&config, &task, prompt, completion);
             }
+        }
+        if let Some(charge) = &mut charge {
+            charge.passed(events, usage);
         }
     };
     count_usage(&first);
@@ -305,6 +314,11 @@ fn record(
     } else {
         metrics::Outcome::Failed
     };
+    if let Some((digest, limits)) = &job.rate_key {
+        let used =
+            trail.attempts().filter_map(|a| a.tokens).fold(0u64, |sum, (p, c)| sum.saturating_add(p).saturating_add(c));
+        job.state.rate_limits.spend_tokens(digest, *limits, used, tokio::time::Instant::now());
+    }
     let took = job.started.elapsed();
     let finished = metrics::Finished { task: &job.plan.task, trail, tier: answered.map(|a| a.0), outcome, took };
     job.state.metrics.request_finished(&job.runtime.config, &finished);
@@ -363,8 +377,10 @@ fn audit_line(
             json!({"step": s.step.index, "tier": s.step.tier, "model": s.step.model, "action": action, "reason": reason})
         })
         .collect();
-    let (prompt, completion) =
-        trail.attempts().filter_map(|a| a.tokens).fold((0, 0), |acc, t| (acc.0 + t.0, acc.1 + t.1));
+    let (prompt, completion) = trail
+        .attempts()
+        .filter_map(|a| a.tokens)
+        .fold((0u64, 0u64), |acc, t| (acc.0.saturating_add(t.0), acc.1.saturating_add(t.1)));
     json!({
         "id": job.request_id,
         "time": crate::audit::timestamp(std::time::SystemTime::now()),
@@ -445,6 +461,7 @@ fn stream_error_event(err: &UpstreamError) -> Bytes {
         code: "upstream_stream_error",
         message: err.to_string(),
         skipped: None,
+        retry_after: None,
     })
 }
 
@@ -479,7 +496,9 @@ fn exhausted(task: &str, trail: &Trail, last: Option<&UpstreamError>, locale: Lo
         };
     }
     let skipped = serde_json::to_value(trail.views(locale)).ok();
-    ApiError::Exhausted { status, code, message: lines.join("\n"), skipped }
+    // A step skipped only for now (busy, circuit open): come back when it may run.
+    let retry_after = trail.skips().filter_map(|s| s.why.retry_after()).min();
+    ApiError::Exhausted { status, code, message: lines.join("\n"), skipped, retry_after }
 }
 
 fn try_set(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Option<()> {

@@ -75,17 +75,20 @@ impl std::error::Error for ConfigError {}
 /// `TIERWISE_*` environment overrides on top. `env` reads the environment (API keys and
 /// the built-in default's `OPENAI_API_KEY`).
 pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-    let (source, base) = match path {
+    let (source, base, digest) = match path {
         Some(path) => {
             let source = ConfigSource::File(path.to_path_buf());
-            if let Err(err) = std::fs::metadata(path) {
-                return Err(ConfigError::Unreadable { source, reason: err.to_string() });
-            }
-            (source, Figment::from(Toml::file(path)))
+            let bytes = match std::fs::read(path) {
+                Ok(bytes) => bytes,
+                Err(err) => return Err(ConfigError::Unreadable { source, reason: err.to_string() }),
+            };
+            (source, Figment::from(Toml::file(path)), Some(super::sha256(&bytes)))
         }
-        None => (ConfigSource::BuiltIn, Figment::from(Serialized::defaults(defaults::raw(env)))),
+        None => (ConfigSource::BuiltIn, Figment::from(Serialized::defaults(defaults::raw(env))), None),
     };
-    extract(base.merge(env_provider()), source, env)
+    let mut config = extract(base.merge(env_provider()), source, env)?;
+    config.file_digest = digest;
+    Ok(config)
 }
 
 /// Loads inline TOML text with no environment overrides (tests, examples).

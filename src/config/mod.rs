@@ -7,6 +7,7 @@ mod load;
 pub mod raw;
 mod validate;
 mod validate_access;
+mod validate_server;
 mod validate_verify;
 
 #[cfg(test)]
@@ -42,6 +43,9 @@ pub struct Config {
     pub audit: Option<crate::audit::AuditConfig>,
     /// Where this config came from, for `check-config` and `/readyz`.
     pub source: ConfigSource,
+    /// SHA-256 of the file's bytes as loaded (file configs only): how the file watcher
+    /// tells a change from the file it is running.
+    pub file_digest: Option<[u8; 32]>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,6 +63,11 @@ pub struct ServerConfig {
     pub max_concurrent_requests: usize,
     pub queue_limit: usize,
     pub queue_wait: Duration,
+    pub header_read_timeout: Duration,
+    pub max_header_bytes: usize,
+    pub body_read_timeout: Duration,
+    /// How often the config file is checked for changes; `None`: never.
+    pub config_poll: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +196,10 @@ pub struct UpstreamConfig {
     /// Consecutive failures that open the circuit; 0: never.
     pub circuit_failures: u32,
     pub circuit_cooldown: Duration,
+    /// `max_concurrent`; 0: no limit.
+    pub max_concurrent: usize,
+    pub queue_limit: usize,
+    pub queue_wait: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -292,11 +305,29 @@ pub struct ClientKey {
     pub digest: [u8; 32],
     pub profile: String,
     pub admin: bool,
+    pub limits: KeyLimits,
+}
+
+/// A client key's rate limits (`[[keys]]`); `None` is no limit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyLimits {
+    pub requests_per_minute: Option<u64>,
+    pub tokens_per_minute: Option<u64>,
+}
+
+impl KeyLimits {
+    pub fn is_unlimited(&self) -> bool {
+        self.requests_per_minute.is_none() && self.tokens_per_minute.is_none()
+    }
 }
 
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientKey").field("profile", &self.profile).field("admin", &self.admin).finish_non_exhaustive()
+        f.debug_struct("ClientKey")
+            .field("profile", &self.profile)
+            .field("admin", &self.admin)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
     }
 }
 

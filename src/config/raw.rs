@@ -81,6 +81,17 @@ pub struct RawServer {
     pub queue_limit: Option<usize>,
     /// How long a queued request waits for a place before 503, in ms. Default 2000.
     pub queue_wait_ms: Option<u64>,
+    /// Time a client has to send a request's headers, in ms; also how long an idle
+    /// keep-alive connection stays open. Default 30000.
+    pub header_read_timeout_ms: Option<u64>,
+    /// Largest request head (request line and headers), in bytes; larger gets 431.
+    /// Default 65536.
+    pub max_header_bytes: Option<usize>,
+    /// Time a client has to send a request's body, in ms; slower gets 408. Default 30000.
+    pub body_read_timeout_ms: Option<u64>,
+    /// How often the config file is checked for changes, which reload it like SIGHUP, in
+    /// ms; 0: never (SIGHUP only). Default 2000.
+    pub config_poll_ms: Option<u64>,
     /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9464`), not on `listen`.
     /// Default: on `listen`.
     pub metrics_listen: Option<String>,
@@ -148,6 +159,15 @@ pub struct RawUpstream {
     pub circuit_failures: Option<u32>,
     /// How long an open circuit stays open, in ms. Default 30000.
     pub circuit_cooldown_ms: Option<u64>,
+    /// Calls to this upstream that may run at once (a stream counts until it ends); 0:
+    /// no limit (the default). Set it to what the server can serve in parallel, e.g.
+    /// llama-server's `--parallel`.
+    pub max_concurrent: Option<usize>,
+    /// Calls that may wait for a place when all are taken. Default 64.
+    pub queue_limit: Option<usize>,
+    /// How long a call waits for a place (never past the request's deadline) before its
+    /// step is skipped as busy, in ms. Default 2000.
+    pub queue_wait_ms: Option<u64>,
 }
 
 /// `[models.ALIAS]`: a name clients and chains use for one model on one upstream.
@@ -272,6 +292,12 @@ pub struct RawKey {
     pub profile: Option<String>,
     /// May use admin endpoints (explain with any profile). Default false.
     pub admin: Option<bool>,
+    /// Requests this key may start per minute (a bucket of this size, refilled
+    /// continuously). Absent: no limit.
+    pub requests_per_minute: Option<u64>,
+    /// Tokens (prompt + completion, as the upstreams report them) this key may use per
+    /// minute. Absent: no limit.
+    pub tokens_per_minute: Option<u64>,
 }
 
 /// `[detect]`: the built-in sensitive-content detector.

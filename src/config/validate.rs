@@ -3,24 +3,22 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
-use super::raw::{RawConfig, RawServer, RawUpstream};
-use super::{validate_access, validate_verify, VerifyConfig};
+use super::raw::{RawConfig, RawUpstream};
+use super::{validate_access, validate_server, validate_verify, VerifyConfig};
 use super::{
-    Config, ConfigSource, KeyHeader, ModelConfig, Secret, ServerConfig, TaskConfig, UpstreamConfig, UpstreamKind,
-    WarmthSource,
+    Config, ConfigSource, KeyHeader, ModelConfig, Secret, TaskConfig, UpstreamConfig, UpstreamKind, WarmthSource,
 };
 use crate::policy::{ContentClass, Tier};
 
-const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
-const DEFAULT_BODY_LIMIT: u64 = 16 * 1024 * 1024;
-const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 600_000;
-const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
+pub(super) const DEFAULT_LISTEN: &str = "127.0.0.1:4141";
+pub(super) const DEFAULT_BODY_LIMIT: u64 = 16 * 1024 * 1024;
+pub(super) const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 600_000;
+pub(super) const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 30_000;
 const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 600_000;
 const DEFAULT_CONNECT_TIMEOUT_MS: u64 = 2_000;
 const DEFAULT_FIRST_BYTE_TIMEOUT_MS: u64 = 120_000;
@@ -70,7 +68,7 @@ pub fn validate(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Config, Vec<Problem>> {
     let mut problems = Problems::default();
-    let server = validate_server(&raw.server, &mut problems);
+    let server = validate_server::validate_server(&raw.server, &mut problems);
 
     let mut upstreams = BTreeMap::new();
     for (name, raw_up) in &raw.upstreams {
@@ -232,7 +230,7 @@ pub fn validate(
 
     match (problems.0.is_empty(), server) {
         (true, Some(server)) => {
-            Ok(Config { server, upstreams, models, tasks, profiles, auth, detector, audit, source })
+            Ok(Config { server, upstreams, models, tasks, profiles, auth, detector, audit, source, file_digest: None })
         }
         _ => Err(problems.0),
     }
@@ -261,53 +259,7 @@ fn join_names<'a>(names: impl Iterator<Item = &'a String>) -> String {
     }
 }
 
-fn validate_server(raw: &RawServer, problems: &mut Problems) -> Option<ServerConfig> {
-    let listen_text = raw.listen.as_deref().unwrap_or(DEFAULT_LISTEN);
-    let listen = match listen_text.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.hint(
-                "server.listen",
-                format!("\"{listen_text}\" is not an address"),
-                "write IP:PORT, e.g. \"127.0.0.1:4141\" or \"0.0.0.0:4141\"",
-            );
-            None
-        }
-    };
-    let body_limit = raw.body_limit_bytes.unwrap_or(DEFAULT_BODY_LIMIT);
-    if body_limit == 0 {
-        problems.add("server.body_limit_bytes", "must be greater than 0");
-    }
-    let request_timeout =
-        positive_ms("server.request_timeout_ms", raw.request_timeout_ms, DEFAULT_REQUEST_TIMEOUT_MS, problems);
-    let shutdown_grace = Duration::from_millis(raw.shutdown_grace_ms.unwrap_or(DEFAULT_SHUTDOWN_GRACE_MS));
-    let sse_keepalive = positive_ms("server.sse_keepalive_ms", raw.sse_keepalive_ms, 3_000, problems);
-    let metrics_listen = raw.metrics_listen.as_deref().and_then(|text| match text.parse::<SocketAddr>() {
-        Ok(addr) => Some(addr),
-        Err(_) => {
-            problems.hint(
-                "server.metrics_listen",
-                format!("\"{text}\" is not an address"),
-                "write IP:PORT, e.g. \"127.0.0.1:9464\"",
-            );
-            None
-        }
-    });
-    Some(ServerConfig {
-        listen: listen?,
-        body_limit_bytes: usize::try_from(body_limit).unwrap_or(usize::MAX),
-        request_timeout,
-        shutdown_grace,
-        sse_keepalive,
-        trail_in_body: true,
-        metrics_listen,
-        max_concurrent_requests: raw.max_concurrent_requests.unwrap_or(1024),
-        queue_limit: raw.queue_limit.unwrap_or(1024),
-        queue_wait: Duration::from_millis(raw.queue_wait_ms.unwrap_or(2_000)),
-    })
-}
-
-fn positive_ms(path: &str, value: Option<u64>, default: u64, problems: &mut Problems) -> Duration {
+pub(super) fn positive_ms(path: &str, value: Option<u64>, default: u64, problems: &mut Problems) -> Duration {
     let ms = value.unwrap_or(default);
     if ms == 0 {
         problems.add(path, "must be greater than 0 ms");
@@ -467,6 +419,9 @@ fn validate_upstream(
             30_000,
             problems,
         ),
+        max_concurrent: raw.max_concurrent.unwrap_or(0),
+        queue_limit: raw.queue_limit.unwrap_or(64),
+        queue_wait: Duration::from_millis(raw.queue_wait_ms.unwrap_or(2_000)),
     })
 }
 

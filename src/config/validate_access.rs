@@ -6,7 +6,7 @@ use regex::Regex;
 
 use super::raw::{RawAuth, RawConfig, RawDetect, RawProfile};
 use super::validate::Problems;
-use super::{AuthConfig, ClientKey, Profile};
+use super::{AuthConfig, ClientKey, KeyLimits, Profile};
 use crate::policy::{Builtin, Detector, Locale, Tier};
 
 pub(super) fn profiles(raw: &RawConfig, problems: &mut Problems) -> BTreeMap<String, Profile> {
@@ -134,7 +134,11 @@ pub(super) fn auth(
                 continue;
             }
         };
-        keys.push(ClientKey { digest, profile, admin: key.admin.unwrap_or(false) });
+        let limits = KeyLimits {
+            requests_per_minute: per_minute(&path, "requests_per_minute", key.requests_per_minute, problems),
+            tokens_per_minute: per_minute(&path, "tokens_per_minute", key.tokens_per_minute, problems),
+        };
+        keys.push(ClientKey { digest, profile, admin: key.admin.unwrap_or(false), limits });
     }
     if required && raw.keys.is_empty() {
         problems.hint(
@@ -151,6 +155,14 @@ pub(super) fn auth(
         );
     }
     AuthConfig { required, allow_unauthenticated_network, keys }
+}
+
+/// A per-minute limit: positive, or absent for none.
+fn per_minute(path: &str, field: &str, value: Option<u64>, problems: &mut Problems) -> Option<u64> {
+    if value == Some(0) {
+        problems.hint(format!("{path}.{field}"), "must be at least 1", "leave it out for no limit");
+    }
+    value.filter(|v| *v > 0)
 }
 
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -55,10 +55,13 @@ pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Dura
         "response_format": {"type": "json_object"},
     });
     let body = Bytes::from(body.to_string());
-    let reply = tokio::time::timeout(timeout, upstream.chat(body, false))
+    let call = async {
+        let slot = upstream.reserve(None).await.map_err(|busy| format!("the judge's upstream is {busy}"))?;
+        upstream.chat(&slot, body, false).await.map_err(|e| format!("the judge failed: {e}"))
+    };
+    let reply = tokio::time::timeout(timeout, call)
         .await
-        .map_err(|_| format!("the judge did not answer within {} ms", timeout.as_millis()))?
-        .map_err(|e| format!("the judge failed: {e}"))?;
+        .map_err(|_| format!("the judge did not answer within {} ms", timeout.as_millis()))??;
     let Reply::Json(bytes) = reply else { return Err("the judge streamed an answer".into()) };
     let completion: Value =
         serde_json::from_slice(&bytes).map_err(|e| format!("the judge's answer is not JSON: {e}"))?;

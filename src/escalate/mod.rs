@@ -146,11 +146,19 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             trail.skip(step, why);
             continue;
         }
+        let slot = match upstream.reserve(ctx.deadline).await {
+            Ok(slot) => slot,
+            Err(busy) => {
+                let why = Why::Busy { upstream: step.upstream.clone(), max: busy.max, waited: busy.waited };
+                trail.skip(step, why);
+                continue;
+            }
+        };
         let verified = later && ctx.verify(plan).is_some_and(|v| v.applies_to(step.tier));
         let mut retries_left = upstream.config.retries;
         let (started, called) = loop {
             let started = Instant::now();
-            let called = upstream.chat(body.clone(), ctx.request.is_stream()).await;
+            let called = upstream.chat(&slot, body.clone(), ctx.request.is_stream()).await;
             upstream.record(&called);
             ctx.warmth.record_attempt(&step.model, warm, started.elapsed());
             let Err(err) = &called else { break (started, called) };
@@ -171,6 +179,8 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             tokio::time::sleep(wait).await;
             retries_left -= 1;
         };
+        // A stream holds its own clone of the slot until it ends.
+        drop(slot);
         if called.is_ok() {
             ctx.warmth.mark_warm(&step.upstream, &step.upstream_model);
         }

@@ -227,6 +227,13 @@ impl Trail {
         }));
     }
 
+    pub fn skips(&self) -> impl Iterator<Item = &Skip> {
+        self.events.iter().filter_map(|e| match e {
+            Event::Skip(s) => Some(s),
+            Event::Attempt(_) => None,
+        })
+    }
+
     pub fn attempts(&self) -> impl Iterator<Item = &Attempt> {
         self.events.iter().filter_map(|e| match e {
             Event::Attempt(a) => Some(a),

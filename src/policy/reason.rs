@@ -127,6 +127,13 @@ pub enum Why {
         remaining: std::time::Duration,
         failures: u32,
     },
+    /// The upstream's `max_concurrent` calls are running and no place freed up.
+    Busy {
+        upstream: String,
+        max: usize,
+        /// How long the step waited for a place (zero: the queue was full).
+        waited: std::time::Duration,
+    },
     /// Known cold, and its learned load time does not fit the request's deadline.
     TooCold {
         expected_load: std::time::Duration,
@@ -139,6 +146,15 @@ pub enum Why {
 }
 
 impl Why {
+    /// When a step skipped for this reason may run again, if it is only for now.
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            Why::Busy { .. } => Some(std::time::Duration::from_secs(1)),
+            Why::CircuitOpen { remaining, .. } => Some(*remaining),
+            _ => None,
+        }
+    }
+
     pub fn reason(&self) -> SkipReason {
         match self {
             Why::NoConsent { .. } => SkipReason::NoConsent,
@@ -148,7 +164,7 @@ impl Why {
             Why::Privacy { .. } => SkipReason::Privacy,
             Why::NoBackend { .. } => SkipReason::NoBackend,
             Why::Overridden { .. } => SkipReason::Overridden,
-            Why::MissingKey { .. } | Why::CircuitOpen { .. } => SkipReason::NotAvailable,
+            Why::MissingKey { .. } | Why::CircuitOpen { .. } | Why::Busy { .. } => SkipReason::NotAvailable,
             Why::Unreachable { .. } | Why::TooCold { .. } => SkipReason::NotReady,
             Why::Failed { .. } => SkipReason::RuntimeError,
         }
@@ -218,6 +234,20 @@ impl Why {
             (Locale::De, Why::CircuitOpen { upstream, remaining, failures }) => format!(
                 "Schutzschalter offen für {} s nach {failures} Fehlern — Upstream \"{upstream}\" fällt wiederholt aus; danach prüft ihn eine Anfrage",
                 remaining.as_secs().max(1)
+            ),
+            (Locale::En, Why::Busy { upstream, max, waited }) if waited.is_zero() => format!(
+                "busy: {max} calls at once and its queue is full — raise upstreams.{upstream}.max_concurrent or queue_limit, or retry shortly"
+            ),
+            (Locale::En, Why::Busy { upstream, max, waited }) => format!(
+                "busy: {max} calls at once, no place freed up within {} ms — raise upstreams.{upstream}.max_concurrent or queue_wait_ms, or retry shortly",
+                waited.as_millis()
+            ),
+            (Locale::De, Why::Busy { upstream, max, waited }) if waited.is_zero() => format!(
+                "ausgelastet: {max} Aufrufe gleichzeitig und die Warteschlange ist voll — upstreams.{upstream}.max_concurrent oder queue_limit erhöhen, oder gleich erneut versuchen"
+            ),
+            (Locale::De, Why::Busy { upstream, max, waited }) => format!(
+                "ausgelastet: {max} Aufrufe gleichzeitig, binnen {} ms wurde kein Platz frei — upstreams.{upstream}.max_concurrent oder queue_wait_ms erhöhen, oder gleich erneut versuchen",
+                waited.as_millis()
             ),
             (Locale::En, Why::TooCold { expected_load, remaining }) => format!(
                 "cold, expected load {:.1} s exceeds the remaining {:.1} s — allow more time (x-tierwise-deadline-ms or the task's deadline_ms) or keep the model loaded",

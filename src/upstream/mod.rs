@@ -8,6 +8,7 @@ pub mod anthropic;
 pub mod circuit;
 mod error;
 mod messages;
+mod slots;
 pub mod sse;
 mod stream;
 
@@ -26,6 +27,8 @@ use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
 
 use circuit::Breaker;
 pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
+use slots::Slots;
+pub use slots::{Busy, Slot};
 use stream::Decoder;
 pub use stream::EventStream;
 
@@ -54,6 +57,8 @@ pub struct Upstream {
     headers: HeaderMap,
     /// Opens after repeated failures; shared by every request to this upstream.
     breaker: Mutex<Breaker>,
+    /// `max_concurrent`, its queue, and the count of calls in flight.
+    slots: Slots,
 }
 
 /// Every upstream of a config, by name.
@@ -72,6 +77,10 @@ impl Upstreams {
 
     pub fn get(&self, name: &str) -> Option<&Arc<Upstream>> {
         self.by_name.get(name)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Upstream>> {
+        self.by_name.values()
     }
 }
 
@@ -95,7 +104,8 @@ impl Upstream {
             .map_err(|e| format!("upstream \"{}\": cannot build HTTP client: {e}", config.name))?;
         let headers = headers(&config)?;
         let breaker = Mutex::new(Breaker::new(config.circuit_failures, config.circuit_cooldown));
-        Ok(Upstream { config, endpoint, http, headers, breaker })
+        let slots = Slots::new(config.max_concurrent, config.queue_limit, config.queue_wait);
+        Ok(Upstream { config, endpoint, http, headers, breaker, slots })
     }
 
     pub fn name(&self) -> &str {
@@ -131,14 +141,29 @@ impl Upstream {
         }
     }
 
-    /// Sends one chat completion (`body`: the OpenAI request JSON tierwise forwards).
-    /// A stream is returned only once its first event has arrived, so a failure before
-    /// the first byte can still go to the next step.
-    pub async fn chat(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
-        match self.config.kind {
+    /// A place for one call under `max_concurrent`: at once, after queueing, or `Busy`.
+    pub async fn reserve(&self, deadline: Option<tokio::time::Instant>) -> Result<Slot, Busy> {
+        self.slots.acquire(deadline).await
+    }
+
+    /// Calls holding a slot now.
+    pub fn in_flight(&self) -> usize {
+        self.slots.in_flight()
+    }
+
+    /// Sends one chat completion (`body`: the OpenAI request JSON tierwise forwards) in
+    /// `slot`, which a stream keeps until it ends. A stream is returned only once its
+    /// first event has arrived, so a failure before the first byte can still go to the
+    /// next step.
+    pub async fn chat(&self, slot: &Slot, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
+        let reply = match self.config.kind {
             UpstreamKind::OpenAi => self.chat_openai(body, stream).await,
             UpstreamKind::Anthropic => messages::chat(self, body, stream).await,
-        }
+        };
+        reply.map(|reply| match reply {
+            Reply::Stream { first, rest } => Reply::Stream { first, rest: rest.holding(slot.clone()) },
+            json => json,
+        })
     }
 
     async fn chat_openai(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {

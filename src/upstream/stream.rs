@@ -30,6 +30,9 @@ pub struct EventStream {
     /// A failure to report right after the events decoded just before it (boxed: rare,
     /// and it would make every `Reply` larger).
     queued: Option<Box<UpstreamError>>,
+    /// The call's place under the upstream's `max_concurrent`, freed when the stream is
+    /// dropped.
+    slot: Option<super::Slot>,
 }
 
 /// Turns an upstream's body bytes into whole OpenAI SSE events.
@@ -143,7 +146,21 @@ impl EventStream {
         body: BoxStream<'static, reqwest::Result<Bytes>>,
         decoder: Decoder,
     ) -> Self {
-        EventStream { upstream: upstream.to_string(), timeout, body: Some(body), decoder, started: false, queued: None }
+        EventStream {
+            upstream: upstream.to_string(),
+            timeout,
+            body: Some(body),
+            decoder,
+            started: false,
+            queued: None,
+            slot: None,
+        }
+    }
+
+    /// Keeps `slot` taken until the stream is dropped.
+    pub(super) fn holding(mut self, slot: super::Slot) -> Self {
+        self.slot = Some(slot);
+        self
     }
 
     fn broken(&self, reason: String) -> UpstreamError {

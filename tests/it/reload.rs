@@ -10,11 +10,16 @@ use serde_json::Value;
 use crate::support::*;
 
 /// A config whose admin key is `admin-key`, given by digest so a reload (which reads
-/// the real environment) finds it.
+/// the real environment) finds it. The file is not watched: these tests reload explicitly.
 fn config_with(base_url: &str, model_name: &str) -> String {
+    watched_config(base_url, model_name, 0)
+}
+
+/// The same, with the file checked for changes every `poll_ms` (0: never).
+fn watched_config(base_url: &str, model_name: &str, poll_ms: u64) -> String {
     let digest: String = tierwise::config::sha256(b"admin-key").iter().map(|b| format!("{b:02x}")).collect();
     format!(
-        "[upstreams.up]\ntier = \"local\"\nbase_url = \"{base_url}\"\n[models.m]\nupstream = \"up\"\nname = \"{model_name}\"\n\
+        "[server]\nconfig_poll_ms = {poll_ms}\n[upstreams.up]\ntier = \"local\"\nbase_url = \"{base_url}\"\n[models.m]\nupstream = \"up\"\nname = \"{model_name}\"\n\
          [tasks.chat]\nchain = [\"m\"]\n[[keys]]\nkey_sha256 = \"{digest}\"\nprofile = \"default\"\nadmin = true\n"
     )
 }
@@ -125,7 +130,8 @@ async fn sighup_reloads_the_binary() {
     let write = |model: &str| {
         std::fs::write(
             &path,
-            format!("[server]\nlisten = \"127.0.0.1:{port}\"\n{}", config_with(&first.base_url(), model)),
+            config_with(&first.base_url(), model)
+                .replace("[server]\n", &format!("[server]\nlisten = \"127.0.0.1:{port}\"\n")),
         )
         .unwrap()
     };
@@ -157,4 +163,48 @@ async fn sighup_reloads_the_binary() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let _ = child.kill().await;
+}
+
+/// Polls `check` every 20 ms for up to 5 s.
+async fn eventually(mut check: impl FnMut() -> bool) -> bool {
+    for _ in 0..250 {
+        if check() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+#[tokio::test]
+async fn a_changed_file_is_reloaded_and_a_bad_change_is_refused_once() {
+    let up = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
+    let path = temp_file("watched");
+    std::fs::write(&path, watched_config(&up.base_url(), "first", 50)).unwrap();
+    let app = TestApp::start_file(&path, &[]).await;
+    let model_name = |app: &TestApp| app.state.runtime().config.models["m"].name.clone();
+    let reloads = |app: &TestApp, result: &str| {
+        let text = String::from_utf8(app.state.metrics.encode()).unwrap();
+        let line = format!("tierwise_config_reloads_total{{result=\"{result}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(line.as_str())).map_or(0, |n| n.parse::<u64>().unwrap())
+    };
+    assert_eq!(model_name(&app), "first");
+
+    std::fs::write(&path, watched_config(&up.base_url(), "second", 50)).unwrap();
+    assert!(eventually(|| model_name(&app) == "second").await, "the changed file was not reloaded");
+    app.chat(chat_body("chat")).await;
+    assert_eq!(up.received().last().unwrap().body["model"], "second");
+    assert_eq!(reloads(&app, "applied"), 1);
+
+    // A broken edit: refused, counted once however long it stays, and the config stays.
+    std::fs::write(&path, "[upstreams.up]\ntier = \"moon\"\n").unwrap();
+    assert!(eventually(|| reloads(&app, "rejected") == 1).await, "the bad change was not noticed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(reloads(&app, "rejected"), 1, "an unchanged bad file is not retried");
+    assert_eq!(model_name(&app), "second");
+    assert_eq!(app.chat(chat_body("chat")).await.status(), 200, "the old config still serves");
+
+    std::fs::write(&path, watched_config(&up.base_url(), "third", 50)).unwrap();
+    assert!(eventually(|| model_name(&app) == "third").await, "the fixed file was not reloaded");
+    assert_eq!(reloads(&app, "applied"), 2);
 }
