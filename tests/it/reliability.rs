@@ -131,6 +131,13 @@ async fn a_circuit_opens_after_repeated_failures_and_skips_without_calling() {
     let message = body["tierwise"]["attempts"][0]["message"].as_str().unwrap();
     assert!(message.starts_with("circuit open for 1 s after 3 failures"), "{message}");
     assert_eq!(failing.calls(), 3, "no call while open");
+    let circuit = |text: &str, upstream: &str| {
+        let line = format!("tierwise_circuit_open{{upstream=\"{upstream}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(line.as_str()).map(str::to_string))
+    };
+    let metrics = client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(circuit(&metrics, "a").as_deref(), Some("1"), "{metrics}");
+    assert_eq!(circuit(&metrics, "b").as_deref(), Some("0"), "{metrics}");
 
     // After the cooldown one request probes it; a success closes it.
     tokio::time::sleep(Duration::from_millis(450)).await;
@@ -138,6 +145,8 @@ async fn a_circuit_opens_after_repeated_failures_and_skips_without_calling() {
     let response = app.chat(chat_body("t")).await;
     assert_eq!(header(&response, "x-tierwise-model"), "a", "the probe went through and answered");
     assert_eq!(failing.calls(), 4);
+    let metrics = client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert_eq!(circuit(&metrics, "a").as_deref(), Some("0"), "closed again\n{metrics}");
 }
 
 #[tokio::test]
