@@ -21,6 +21,22 @@ async fn chat_as(app: &TestApp, key: &str, body: &Value) -> reqwest::Response {
     client().post(app.url("/v1/chat/completions")).bearer_auth(key).json(body).send().await.unwrap()
 }
 
+/// tierwise with one upstream double (`local-model`) and the two keys.
+async fn limited_app(up: &UpstreamDouble, limits: &str) -> TestApp {
+    TestApp::start_with_env(&with_keys(config_for(&[("local", "local", &up.base_url())], &[], ""), limits), KEYS).await
+}
+
+/// Asserts a 429 from a key's limit with a `Retry-After` in `seconds`; its error.
+async fn assert_limited(response: reqwest::Response, seconds: std::ops::RangeInclusive<u64>) -> Value {
+    assert_eq!(response.status(), 429);
+    let retry_after: u64 = header(&response, "retry-after").parse().unwrap();
+    assert!(seconds.contains(&retry_after), "Retry-After {retry_after}");
+    let error: Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["type"], "rate_limit_error");
+    assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+    error
+}
+
 async fn metrics(app: &TestApp) -> String {
     client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap()
 }
@@ -28,19 +44,12 @@ async fn metrics(app: &TestApp) -> String {
 #[tokio::test]
 async fn a_key_over_its_requests_per_minute_gets_429_with_retry_after_and_other_keys_do_not() {
     let up = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
-    let toml = with_keys(config_for(&[("local", "local", &up.base_url())], &[], ""), "requests_per_minute = 2");
-    let app = TestApp::start_with_env(&toml, KEYS).await;
+    let app = limited_app(&up, "requests_per_minute = 2").await;
     let body = chat_body("local-model");
     assert_eq!(chat_as(&app, "key-a", &body).await.status(), 200);
     assert_eq!(chat_as(&app, "key-a", &body).await.status(), 200);
-    let limited = chat_as(&app, "key-a", &body).await;
-    assert_eq!(limited.status(), 429);
     // 2 per minute refill one every 30 s.
-    let retry_after: u64 = header(&limited, "retry-after").parse().unwrap();
-    assert!((29..=30).contains(&retry_after), "Retry-After {retry_after}");
-    let error: Value = limited.json().await.unwrap();
-    assert_eq!(error["error"]["type"], "rate_limit_error");
-    assert_eq!(error["error"]["code"], "rate_limit_exceeded");
+    let error = assert_limited(chat_as(&app, "key-a", &body).await, 29..=30).await;
     let message = error["error"]["message"].as_str().unwrap();
     assert!(message.contains("2 requests per minute") && message.contains("requests_per_minute"), "{message}");
     assert_eq!(up.calls(), 2, "the limited request never reached the upstream");
@@ -56,24 +65,18 @@ async fn tokens_per_minute_counts_the_usage_upstreams_report_json_and_streamed()
     // Each JSON answer reports 1,163 tokens: with 2,000 per minute the second request is
     // admitted (837 left) and overdraws; the third waits.
     let up = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
-    let toml = with_keys(config_for(&[("local", "local", &up.base_url())], &[], ""), "tokens_per_minute = 2000");
-    let app = TestApp::start_with_env(&toml, KEYS).await;
+    let app = limited_app(&up, "tokens_per_minute = 2000").await;
     let body = chat_body("local-model");
     assert_eq!(chat_as(&app, "key-a", &body).await.status(), 200);
     assert_eq!(chat_as(&app, "key-a", &body).await.status(), 200);
-    let limited = chat_as(&app, "key-a", &body).await;
-    assert_eq!(limited.status(), 429);
     // 326 tokens overdrawn at 2,000 a minute: about 10 s.
-    let retry_after: u64 = header(&limited, "retry-after").parse().unwrap();
-    assert!((9..=10).contains(&retry_after), "Retry-After {retry_after}");
-    let error: Value = limited.json().await.unwrap();
+    let error = assert_limited(chat_as(&app, "key-a", &body).await, 9..=10).await;
     assert!(error["error"]["message"].as_str().unwrap().contains("2000 tokens per minute"), "{error}");
     assert_eq!(up.calls(), 2);
 
     // A stream's usage event (18 tokens) is charged when it passes.
     let streaming = UpstreamDouble::start(Behaviour::sse("openai/chat_stream_usage.sse")).await;
-    let toml = with_keys(config_for(&[("local", "local", &streaming.base_url())], &[], ""), "tokens_per_minute = 20");
-    let app = TestApp::start_with_env(&toml, KEYS).await;
+    let app = limited_app(&streaming, "tokens_per_minute = 20").await;
     let body = serde_json::json!({"model": "local-model", "stream": true, "stream_options": {"include_usage": true},
         "messages": [{"role": "user", "content": "hi"}]});
     for _ in 0..2 {
@@ -81,8 +84,8 @@ async fn tokens_per_minute_counts_the_usage_upstreams_report_json_and_streamed()
         assert_eq!(response.status(), 200);
         assert!(response.text().await.unwrap().ends_with("data: [DONE]\n\n"));
     }
-    let limited = chat_as(&app, "key-a", &body).await;
-    assert_eq!(limited.status(), 429);
+    // 18 + 18 of 20: 16 overdrawn at 20 a minute, about 51 s.
+    assert_limited(chat_as(&app, "key-a", &body).await, 49..=52).await;
     assert_eq!(streaming.calls(), 2);
     let text = metrics(&app).await;
     assert!(text.contains(r#"tierwise_rate_limited_total{limit="tokens",profile="default"} 1"#), "{text}");
