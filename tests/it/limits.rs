@@ -195,3 +195,11 @@ async fn the_queue_wait_ends_at_its_budget_then_the_next_step_answers() {
     assert_eq!(server.calls(), 1);
     drop(holding);
 }
+
+#[tokio::test]
+async fn the_python_sdk_raises_its_rate_limit_error() {
+    let up = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
+    let app = limited_app(&up, "requests_per_minute = 2").await;
+    crate::sdk::run_python("openai_limits_test.py", &app, 2).await;
+    assert_eq!(up.calls(), 6, "2 for key-a, 4 for key-b; the limited call was never made");
+}
