@@ -7,9 +7,19 @@ use bytes::{Bytes, BytesMut};
 pub const MAX_EVENT_BYTES: usize = 8 * 1024 * 1024;
 
 /// Accumulates upstream bytes and releases them up to the last complete event.
+///
+/// Lines end at CRLF, LF or a lone CR, and a blank line ends an event (the WHATWG
+/// event-stream rules), so `\n\n`, `\r\n\r\n`, `\r\r`, `\n\r\n` and the other mixes all
+/// end one. Each byte is scanned once: the scan state carries over from push to push.
 #[derive(Debug, Default)]
 pub struct SseFramer {
+    /// Bytes not yet released: after a push, at most the start of one event (and any
+    /// blank lines before it).
     buf: BytesMut,
+    /// How much of `buf` has been scanned, so a push scans only the new bytes.
+    scanned: usize,
+    /// The line state at `scanned`.
+    scan: LineScan,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -18,61 +28,118 @@ pub struct EventTooLarge;
 impl SseFramer {
     /// Adds a chunk; returns every complete event now buffered (possibly several), as
     /// one contiguous slice of the original bytes.
+    ///
+    /// A slice ends with the blank line's line end. When that is a CR at the end of the
+    /// chunk, the slice ends there and does not wait for a possible LF: an LF that then
+    /// starts the next chunk completes the CRLF (it ends no line) and goes out at the
+    /// start of the next slice, where a parser of that slice alone sees an empty line,
+    /// which dispatches nothing. Blank lines before an event go out with it.
     pub fn push(&mut self, chunk: &[u8]) -> Result<Option<Bytes>, EventTooLarge> {
-        // Only the new bytes (and three before them, for a boundary split across
-        // chunks) can hold a new boundary: scanning stays linear in the stream length.
-        let scan_from = self.buf.len().saturating_sub(3);
         self.buf.extend_from_slice(chunk);
-        match last_boundary(&self.buf[scan_from..]) {
-            Some(end) => Ok(Some(self.buf.split_to(scan_from + end).freeze())),
+        let boundary = self.scan.last_boundary(&self.buf[self.scanned..]).map(|end| self.scanned + end);
+        self.scanned = self.buf.len();
+        match boundary {
+            Some(end) => {
+                self.scanned -= end;
+                Ok(Some(self.buf.split_to(end).freeze()))
+            }
             None if self.buf.len() > MAX_EVENT_BYTES => Err(EventTooLarge),
             None => Ok(None),
         }
     }
 
-    /// Bytes after the last complete event (an unterminated tail), if any.
+    /// At the end of the stream: the bytes after the last complete event (an
+    /// unterminated event), unless they are only whitespace.
     pub fn take_rest(&mut self) -> Option<Bytes> {
         let rest = self.buf.split().freeze();
+        (self.scanned, self.scan) = (0, LineScan::default());
         (!rest.iter().all(u8::is_ascii_whitespace)).then_some(rest)
     }
 }
 
-/// The end offset (exclusive) of the last event boundary — a blank line, `\n\n` or
-/// `\r\n\r\n` — in `bytes`.
-fn last_boundary(bytes: &[u8]) -> Option<usize> {
-    let mut i = bytes.len();
-    while i >= 2 {
-        if bytes[i - 1] == b'\n' {
-            if bytes[i - 2] == b'\n' {
-                return Some(i);
+/// Where the scan stands after the bytes scanned so far.
+#[derive(Debug, Default, Clone, Copy)]
+struct LineScan {
+    /// The last byte was a CR: an LF now completes that CRLF and ends no line.
+    after_cr: bool,
+    /// The current line has bytes: a line end now ends a line that is not blank.
+    mid_line: bool,
+    /// A line that is not blank came since the last event's end: a blank line now ends
+    /// an event. (Blank lines before it end nothing.)
+    in_event: bool,
+}
+
+impl LineScan {
+    /// Scans `bytes`, the ones after those already scanned; returns the end offset
+    /// (exclusive, in `bytes`) of the last event boundary among them: just past the line
+    /// end of a blank line, including the LF of a CRLF when it is in `bytes`.
+    fn last_boundary(&mut self, bytes: &[u8]) -> Option<usize> {
+        let mut boundary = None;
+        let mut i = 0;
+        while i < bytes.len() {
+            let byte = bytes[i];
+            if byte != b'\r' && byte != b'\n' {
+                // The rest of the line, up to its line end, in one step.
+                i += bytes[i..].iter().position(|&b| b == b'\r' || b == b'\n').unwrap_or(bytes.len() - i);
+                *self = LineScan { after_cr: false, mid_line: true, in_event: true };
+                continue;
             }
-            if i >= 4 && &bytes[i - 4..i] == b"\r\n\r\n" {
-                return Some(i);
+            i += 1;
+            if byte == b'\n' && self.after_cr {
+                self.after_cr = false;
+                if boundary == Some(i - 1) {
+                    boundary = Some(i);
+                }
+                continue;
+            }
+            self.after_cr = byte == b'\r';
+            if self.mid_line {
+                self.mid_line = false;
+            } else if self.in_event {
+                self.in_event = false;
+                boundary = Some(i);
             }
         }
-        i -= 1;
+        boundary
     }
-    None
+}
+
+/// The lines of `bytes`, each with the offset just past its line end (CRLF, LF or a lone
+/// CR); the last line may have none. A CR at the end of `bytes` ends its line, so an LF
+/// at the start is an empty line of its own: how a framer slice that starts with the
+/// second half of a split CRLF reads.
+pub fn lines(bytes: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = &bytes[at..];
+        if rest.is_empty() {
+            return None;
+        }
+        let (line, len) = match rest.iter().position(|&b| b == b'\r' || b == b'\n') {
+            Some(end) if rest[end..].starts_with(b"\r\n") => (&rest[..end], end + 2),
+            Some(end) => (&rest[..end], end + 1),
+            None => (rest, rest.len()),
+        };
+        at += len;
+        Some((line, at))
+    })
 }
 
 /// The first event in `events` (whole events) whose data is neither JSON nor `[DONE]`:
 /// its offset, and the parser's complaint. Events without data (comments, keep-alives)
 /// pass; no client could read the others.
 pub fn first_non_json_event(events: &[u8]) -> Option<(usize, String)> {
-    let (mut start, mut at) = (0, 0);
+    let mut start = 0;
     let mut data: Vec<u8> = Vec::new();
     let mut has_data = false;
-    for line in events.split_inclusive(|&b| b == b'\n') {
-        at += line.len();
-        let line = line.strip_suffix(b"\n").unwrap_or(line);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
+    for (line, end) in lines(events) {
         if line.is_empty() {
             if has_data && data != b"[DONE]" {
                 if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&data) {
                     return Some((start, err.to_string()));
                 }
             }
-            (start, has_data) = (at, false);
+            (start, has_data) = (end, false);
             data.clear();
         } else if let Some(value) = line.strip_prefix(b"data:") {
             if has_data {
@@ -113,18 +180,127 @@ mod tests {
     }
 
     #[test]
-    fn handles_crlf_boundaries_split_across_chunks() {
-        let mut f = SseFramer::default();
-        assert_eq!(f.push(b"data: x\r\n\r").unwrap(), None);
-        assert_eq!(f.push(b"\n").unwrap().unwrap(), &b"data: x\r\n\r\n"[..]);
+    fn ends_an_event_at_a_blank_line_with_any_line_ends() {
+        for first in ["\n", "\r", "\r\n"] {
+            for blank in ["\n", "\r", "\r\n"] {
+                let event = format!("event: x{first}data: 1{first}{blank}");
+                let mut f = SseFramer::default();
+                let out = f.push(format!("{event}data: 2").as_bytes()).unwrap();
+                if (first, blank) == ("\r", "\n") {
+                    // CR then LF is one line end, a CRLF, not a line end and a blank line.
+                    assert_eq!(out, None);
+                    continue;
+                }
+                assert_eq!(out.as_deref(), Some(event.as_bytes()), "{event:?}");
+                assert_eq!(f.take_rest().unwrap(), &b"data: 2"[..], "{event:?}");
+            }
+            let lines = format!("data: 1{first}data: 2{first}");
+            assert_eq!(SseFramer::default().push(lines.as_bytes()).unwrap(), None, "{lines:?} has no blank line");
+        }
     }
 
     #[test]
-    fn refuses_an_unbounded_event() {
+    fn a_crlf_split_across_chunks_is_one_line_end() {
         let mut f = SseFramer::default();
-        let big = vec![b'x'; MAX_EVENT_BYTES];
-        assert_eq!(f.push(b"data: ").unwrap(), None);
-        assert_eq!(f.push(&big), Err(EventTooLarge));
+        assert_eq!(f.push(b"data: 1\r").unwrap(), None);
+        assert_eq!(f.push(b"\n").unwrap(), None, "CR, then LF in the next chunk, is not a blank line");
+        assert_eq!(f.push(b"\r").unwrap().unwrap(), &b"data: 1\r\n\r"[..], "a CR ends the event at once");
+        assert_eq!(f.push(b"\ndata: 2\r\n").unwrap(), None, "that LF completes the CRLF: no blank line");
+        assert_eq!(f.push(b"\r\n").unwrap().unwrap(), &b"\ndata: 2\r\n\r\n"[..]);
+        assert_eq!(f.take_rest(), None);
+    }
+
+    #[test]
+    fn frames_mixed_line_ends_alike_at_every_split() {
+        let input: &[u8] = b"event: a\r\ndata: 1\r\n\r\n: c\n\ndata: 2\r\rdata: 3\n\r\ndata: 4\r\n\n\
+            data: 5\n\r\n\nid: 6\rdata: 6\r\n\r\ndata: [DONE]\r\rdata: tail\r";
+        let want: Vec<Vec<&str>> = vec![
+            vec!["event: a", "data: 1"],
+            vec![": c"],
+            vec!["data: 2"],
+            vec!["data: 3"],
+            vec!["data: 4"],
+            vec!["data: 5"],
+            vec!["id: 6", "data: 6"],
+            vec!["data: [DONE]"],
+        ];
+        let check = |chunks: &[&[u8]]| {
+            let (released, rest) = frame(chunks);
+            assert_eq!(events(&released), want, "{chunks:?}");
+            assert_eq!(rest.as_deref(), Some(&b"data: tail\r"[..]), "{chunks:?}");
+            assert_eq!([released.concat(), rest.unwrap().to_vec()].concat(), input, "{chunks:?}");
+        };
+        for i in 0..=input.len() {
+            check(&[&input[..i], &input[i..]]);
+            for j in i..=input.len() {
+                check(&[&input[..i], &input[i..j], &input[j..]]);
+            }
+        }
+        check(&input.chunks(1).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn keeps_an_unterminated_last_event_for_take_rest() {
+        let mut f = SseFramer::default();
+        assert_eq!(f.push(b"data: 1\r\rdata: [DONE]\r").unwrap().unwrap(), &b"data: 1\r\r"[..]);
+        assert_eq!(f.take_rest().unwrap(), &b"data: [DONE]\r"[..]);
+        assert_eq!(f.take_rest(), None, "taken once");
+
+        // Left over: only the LF of a CRLF after the last event, and blank lines.
+        let mut f = SseFramer::default();
+        assert_eq!(f.push(b"data: 1\r\r").unwrap().unwrap(), &b"data: 1\r\r"[..]);
+        assert_eq!(f.push(b"\n\r\n\n").unwrap(), None, "blank lines alone end no event");
+        assert_eq!(f.take_rest(), None);
+    }
+
+    #[test]
+    fn counts_an_event_held_over_many_pushes_against_the_limit() {
+        let piece = vec![b'x'; 64 * 1024];
+        let pieces = MAX_EVENT_BYTES / piece.len() - 1;
+        let mut f = SseFramer::default();
+        assert_eq!(f.push(b"data: "), Ok(None));
+        for _ in 0..pieces {
+            assert_eq!(f.push(&piece), Ok(None));
+        }
+        let event = f.push(b"\r").and_then(|_| f.push(b"\r")).unwrap().unwrap();
+        assert_eq!(event.len(), 6 + pieces * piece.len() + 2);
+
+        assert_eq!(f.push(b"data: "), Ok(None));
+        let pushes = std::iter::repeat_with(|| f.push(&piece)).take(pieces + 2);
+        assert_eq!(pushes.last(), Some(Err(EventTooLarge)));
+    }
+
+    #[test]
+    fn splits_lines_at_crlf_lf_and_cr() {
+        let got: Vec<_> = lines(b"a\r\nb\nc\rd\r\r\ne").collect();
+        let want: [(&[u8], usize); 6] = [(b"a", 3), (b"b", 5), (b"c", 7), (b"d", 9), (b"", 11), (b"e", 12)];
+        assert_eq!(got, want);
+        assert_eq!(lines(b"\nx\r").collect::<Vec<_>>(), [(&b""[..], 1), (&b"x"[..], 3)]);
+    }
+
+    /// `chunks` through one framer: the slices it released, then what `take_rest` gave.
+    fn frame(chunks: &[&[u8]]) -> (Vec<Bytes>, Option<Bytes>) {
+        let mut f = SseFramer::default();
+        let released = chunks.iter().filter_map(|chunk| f.push(chunk).unwrap()).collect();
+        (released, f.take_rest())
+    }
+
+    /// The events in `slices`, each slice read alone as a consumer reads it: every event's
+    /// lines, without events that hold no line. Asserts that no slice ends mid-event.
+    fn events(slices: &[Bytes]) -> Vec<Vec<&str>> {
+        let mut events = Vec::new();
+        for slice in slices {
+            let mut event = Vec::new();
+            for (line, _) in lines(slice) {
+                if !line.is_empty() {
+                    event.push(std::str::from_utf8(line).unwrap());
+                } else if !event.is_empty() {
+                    events.push(std::mem::take(&mut event));
+                }
+            }
+            assert!(event.is_empty(), "a slice ends mid-event: {slice:?}");
+        }
+        events
     }
 
     #[test]
@@ -136,6 +312,10 @@ mod tests {
         assert_eq!(&events[at..], b"data: {oops}\n\ndata: {}\n\n");
         assert!(why.contains("key must be a string"), "{why}");
         assert!(first_non_json_event(b"data: <html>\n\n").is_some_and(|(at, _)| at == 0));
+        assert_eq!(first_non_json_event(b"data: {\"a\":\rdata: 1}\r\rdata: [DONE]\r\r"), None, "lone CRs end lines");
+        let events = b"data: {}\r\r\ndata: {oops}\n\r\n";
+        let (at, _) = first_non_json_event(events).unwrap();
+        assert_eq!(&events[at..], b"data: {oops}\n\r\n");
     }
 
     #[test]
