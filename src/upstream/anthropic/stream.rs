@@ -111,7 +111,8 @@ impl StreamTranslator {
         self.finished
     }
 
-    /// Translates whole SSE events (`event: X\ndata: {...}\n\n`, `\r\n` tolerated; an
+    /// Translates whole SSE events (`event: X\ndata: {...}\n\n`; lines may end in CRLF, LF
+    /// or a lone CR; an
     /// unterminated last event is kept for the next push). Returns zero or more complete
     /// `data: {chunk}\n\n` events; after `message_stop`, the usage chunk (when asked
     /// for) and `data: [DONE]\n\n`. Anything after `message_stop` is ignored.
@@ -129,8 +130,7 @@ impl StreamTranslator {
         // `complete` ends with a blank line, so every event in it is dispatched.
         let mut data: Option<String> = None;
         let mut name: Option<&[u8]> = None;
-        for line in complete.split(|&b| b == b'\n') {
-            let line = line.strip_suffix(b"\r").unwrap_or(line);
+        for (line, _) in crate::upstream::sse::lines(&complete) {
             if line.is_empty() {
                 if let Some(data) = data.take() {
                     if let Err(failure) = self.event(name, &data, &mut out) {

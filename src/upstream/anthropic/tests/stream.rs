@@ -262,6 +262,16 @@ fn gives_the_same_output_however_the_bytes_are_split() {
         // CRLF line endings.
         let (crlf, _) = translate(text.replace('\n', "\r\n").as_bytes(), true);
         assert_eq!(crlf, whole);
+        // Lone CRs, whole and a byte at a time (the framer releases an event at a CR
+        // that ends a push, before it can know whether an LF follows).
+        let cr = text.replace('\n', "\r");
+        assert_eq!(translate(cr.as_bytes(), true).0, whole, "lone CRs");
+        let mut translator = StreamTranslator::at(true, CREATED);
+        let mut out = Vec::new();
+        for piece in cr.as_bytes().chunks(1) {
+            out.extend_from_slice(&translator.push(piece).unwrap());
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), whole, "lone CRs, byte by byte");
     }
 }
 
