@@ -150,6 +150,10 @@ chain = ["bench"]
     )
     env = dict(os.environ, TIERWISE_LOG="warn")
     env.pop("TIERWISE_CONFIG", None)
+    # TIERWISE_WORKERS=N: tierwise's tokio worker threads (TOKIO_WORKER_THREADS), for it only.
+    env.pop("TOKIO_WORKER_THREADS", None)
+    if os.environ.get("TIERWISE_WORKERS"):
+        env["TOKIO_WORKER_THREADS"] = os.environ["TIERWISE_WORKERS"]
     stderr = open(workdir / "tierwise.stderr.log", "ab")
     t0 = time.perf_counter()
     proc = procs.start([str(TIERWISE), "--config", str(config)], env=env, stdout=subprocess.DEVNULL, stderr=stderr)
