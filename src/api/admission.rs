@@ -2,7 +2,7 @@
 //! up to `server.queue_limit` more wait up to `server.queue_wait_ms` for a place; the rest
 //! get 503 with `Retry-After` in the OpenAI envelope at once.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use http::StatusCode;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
+use crate::upstream::Queued;
 
 pub struct Admission {
     /// One permit per request that may run; `None` when unlimited.
@@ -32,12 +33,11 @@ impl Admission {
         if let Ok(permit) = permits.clone().try_acquire_owned() {
             return Ok(Some(permit));
         }
-        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_limit {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
+        // Given back however the wait ends, also when the client hangs up while waiting.
+        let Some(_queued) = Queued::join(&self.queued, self.queue_limit) else {
             return Err(overloaded("tierwise is at capacity and its queue is full"));
-        }
+        };
         let waited = tokio::time::timeout(self.wait, permits.clone().acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
         match waited {
             Ok(Ok(permit)) => Ok(Some(permit)),
             _ => Err(overloaded("tierwise is at capacity: no place freed up in time")),
@@ -82,6 +82,23 @@ mod tests {
         let started = tokio::time::Instant::now();
         assert!(admission.admit().await.is_err());
         assert_eq!(started.elapsed(), Duration::from_millis(100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_whose_client_left_while_queued_frees_its_place() {
+        let admission = Arc::new(Admission::new(1, 1, Duration::from_secs(60)));
+        let _held = admission.admit().await.unwrap();
+        let waiter = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit().await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        // Before the fix the gone waiter kept its place and this one was refused at once.
+        let started = tokio::time::Instant::now();
+        assert!(admission.admit().await.is_err());
+        assert_eq!(started.elapsed(), Duration::from_secs(60), "it queued and waited its budget");
     }
 
     #[tokio::test]

@@ -27,6 +27,7 @@ use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
 
 use circuit::Breaker;
 pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
+pub(crate) use slots::Queued;
 use slots::Slots;
 pub use slots::{Busy, Slot};
 use stream::Decoder;

@@ -46,6 +46,27 @@ pub struct Busy {
     pub waited: Duration,
 }
 
+/// A place in a wait queue, given back when dropped — also when the waiting future is
+/// dropped because its client hung up.
+pub(crate) struct Queued<'a>(&'a AtomicUsize);
+
+impl<'a> Queued<'a> {
+    /// A place, if fewer than `limit` are taken.
+    pub(crate) fn join(queued: &'a AtomicUsize, limit: usize) -> Option<Self> {
+        if queued.fetch_add(1, Ordering::SeqCst) >= limit {
+            queued.fetch_sub(1, Ordering::SeqCst);
+            return None;
+        }
+        Some(Queued(queued))
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl std::fmt::Display for Busy {
     /// "at capacity (4 calls at once; no place freed up within 2000 ms)"
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -92,17 +113,15 @@ impl Slots {
         if let Ok(permit) = permits.clone().try_acquire_owned() {
             return Ok(permit);
         }
-        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.queue_limit {
-            self.queued.fetch_sub(1, Ordering::SeqCst);
+        let Some(_queued) = Queued::join(&self.queued, self.queue_limit) else {
             return Err(Busy { max: self.max, waited: Duration::ZERO });
-        }
+        };
         let started = Instant::now();
         let budget = match deadline {
             Some(deadline) => self.wait.min(deadline.saturating_duration_since(started)),
             None => self.wait,
         };
         let waited = tokio::time::timeout(budget, permits.clone().acquire_owned()).await;
-        self.queued.fetch_sub(1, Ordering::SeqCst);
         match waited {
             Ok(Ok(permit)) => Ok(permit),
             _ => Err(Busy { max: self.max, waited: started.elapsed() }),
@@ -130,6 +149,22 @@ mod tests {
         drop(held);
         assert!(waiting.await.unwrap(), "the queued call got the freed slot");
         assert_eq!(slots.in_flight(), 0, "the waiter's slot was dropped with its task");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_waiter_that_gives_up_frees_its_place_in_the_queue() {
+        let slots = Arc::new(Slots::new(1, 1, Duration::from_secs(60)));
+        let _held = slots.acquire(None).await.unwrap();
+        let waiter = tokio::spawn({
+            let slots = slots.clone();
+            async move { slots.acquire(None).await.is_ok() }
+        });
+        tokio::task::yield_now().await;
+        assert_eq!(slots.queued.load(Ordering::SeqCst), 1);
+        // Its client hung up: the waiting future is dropped.
+        waiter.abort();
+        assert!(waiter.await.unwrap_err().is_cancelled());
+        assert_eq!(slots.queued.load(Ordering::SeqCst), 0, "the place in the queue came back");
     }
 
     #[tokio::test(start_paused = true)]
