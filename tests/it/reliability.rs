@@ -174,3 +174,30 @@ async fn beyond_capacity_requests_get_503_with_retry_after_and_then_service_resu
     assert_eq!(app.chat(body).await.status(), 200, "service resumes once the place is free");
     assert_eq!(slow.calls(), 2, "the shed request never reached the upstream");
 }
+
+#[tokio::test]
+async fn a_client_that_hangs_up_while_queued_gives_its_place_back() {
+    let slow = UpstreamDouble::start(Behaviour::Sse {
+        body: fixture("openai/chat_stream_usage.sse"),
+        gap: Duration::from_millis(60),
+        cut_after: None,
+    })
+    .await;
+    let extra = "[server]\nmax_concurrent_requests = 1\nqueue_limit = 1\nqueue_wait_ms = 10000\n";
+    let app = TestApp::start(&config_for(&[("local", "local", &slow.base_url())], &[], extra)).await;
+    let body =
+        serde_json::json!({"model": "local-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
+    let holding = app.chat(body.clone()).await;
+    assert_eq!(holding.status(), 200);
+    // Queued behind the stream, then its client gives up.
+    let gave_up = tokio::time::timeout(Duration::from_millis(150), app.chat(body.clone())).await;
+    assert!(gave_up.is_err(), "it was queued, not answered");
+    // Its place is free again: this one queues too, and is served once the stream ends.
+    let started = Instant::now();
+    let (queued, rest) = tokio::join!(app.chat(body.clone()), holding.text());
+    assert!(rest.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(queued.status(), 200, "refused: the gone client still held its place in the queue");
+    assert!(started.elapsed() > Duration::from_millis(100), "it waited for the stream");
+    assert!(queued.text().await.unwrap().ends_with("data: [DONE]\n\n"));
+    assert_eq!(slow.calls(), 2, "the gone client's request never reached the upstream");
+}
