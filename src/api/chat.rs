@@ -20,7 +20,7 @@ use super::wire::ChatRequest;
 use crate::app::{AppState, ResponseDeadline, Runtime};
 use crate::config::{Config, KeyLimits};
 use crate::error::ApiError;
-use crate::escalate::{self, RunContext, RunError, Trail};
+use crate::escalate::{self, Progress, RunContext, RunError, Trail};
 use crate::metrics::InFlight;
 use crate::policy::{self, Classification, Locale, Plan, PlanRequest, Source};
 
@@ -76,6 +76,9 @@ pub async fn chat_completions(
             return response;
         }
     };
+    let rate_key = caller.key.filter(|k| k.limits.tokens_per_minute.is_some()).map(|k| (k.digest, k.limits));
+    // Read only if the request is dropped mid-run: for its audit line and its tokens.
+    let progress = (state.audit.enabled() || rate_key.is_some()).then(Progress::default);
     let may_buffer = request.is_stream() && (0..plan.steps.len()).any(|i| escalate::is_verified(config, &plan, i));
     let job = Job {
         request_id,
@@ -90,7 +93,8 @@ pub async fn chat_completions(
         started,
         cut_off: cut_off.map(|Extension(ResponseDeadline(at))| at),
         recorded: AtomicBool::new(false),
-        rate_key: caller.key.filter(|k| k.limits.tokens_per_minute.is_some()).map(|k| (k.digest, k.limits)),
+        rate_key,
+        progress,
         guards: Some(Guards { _in_flight: in_flight, _permit: permit }),
     };
     let mut running = Box::pin(job.clone_inputs().run());
@@ -129,6 +133,8 @@ pub struct Job {
     pub recorded: AtomicBool,
     /// The key whose `tokens_per_minute` the tokens this request uses are charged to.
     pub rate_key: Option<([u8; 32], KeyLimits)>,
+    /// The run's trail so far, when a dropped request would need it.
+    pub progress: Option<Progress>,
     /// Held until the response is done — for a stream, until its body ends.
     pub guards: Option<Guards>,
 }
@@ -155,6 +161,7 @@ struct RunInputs {
     plan: Arc<Plan>,
     profile: String,
     deadline: Option<Instant>,
+    progress: Option<Progress>,
 }
 
 impl Job {
@@ -165,6 +172,7 @@ impl Job {
             plan: self.plan.clone(),
             profile: self.profile.clone(),
             deadline: self.deadline,
+            progress: self.progress.clone(),
         }
     }
 }
@@ -181,6 +189,7 @@ impl RunInputs {
             profile,
             warmth: &self.runtime.warmth,
             deadline: self.deadline,
+            progress: self.progress.as_ref(),
         };
         escalate::run(&ctx, &self.plan).await
     }

@@ -315,9 +315,7 @@ fn record(
         metrics::Outcome::Failed
     };
     if let Some((digest, limits)) = &job.rate_key {
-        let used =
-            trail.attempts().filter_map(|a| a.tokens).fold(0u64, |sum, (p, c)| sum.saturating_add(p).saturating_add(c));
-        job.state.rate_limits.spend_tokens(digest, *limits, used, tokio::time::Instant::now());
+        job.state.rate_limits.spend_tokens(digest, *limits, tokens_used(trail), tokio::time::Instant::now());
     }
     let took = job.started.elapsed();
     let finished = metrics::Finished { task: &job.plan.task, trail, tier: answered.map(|a| a.0), outcome, took };
@@ -343,16 +341,36 @@ fn record(
 /// `server.request_timeout_ms` (the client got a 504), or given up by its client (or by
 /// shutdown, when its grace period ran out). What the run had done by then is lost with it.
 pub fn abandoned(job: &Job) {
+    let done = job.progress.as_ref().map(|p| p.snapshot()).unwrap_or_default();
+    if let Some((digest, limits)) = &job.rate_key {
+        // What the attempts that finished used; the call cut off reported nothing.
+        job.state.rate_limits.spend_tokens(digest, *limits, tokens_used(&done.trail), tokio::time::Instant::now());
+    }
     if !job.state.audit.enabled() {
         return;
     }
     let timed_out = job.cut_off.is_some_and(|at| tokio::time::Instant::now() >= at);
-    let line = if timed_out {
-        audit_line(job, &Trail::default(), None, Some(StatusCode::GATEWAY_TIMEOUT), "failed", Some("request_timeout"))
+    let mut line = if timed_out {
+        audit_line(job, &done.trail, None, Some(StatusCode::GATEWAY_TIMEOUT), "failed", Some("request_timeout"))
     } else {
-        audit_line(job, &Trail::default(), None, None, "abandoned", Some("client_gone"))
+        audit_line(job, &done.trail, None, None, "abandoned", Some("client_gone"))
     };
+    if let (Some(step), Some(attempts)) = (&done.waiting_on, line["attempts"].as_array_mut()) {
+        attempts.push(json!({
+            "kind": "attempt",
+            "step": step.index,
+            "tier": step.tier,
+            "model": step.model,
+            "upstream": step.upstream,
+            "verdict": "abandoned",
+        }));
+    }
     job.state.audit.record(line);
+}
+
+/// Prompt and completion tokens of every attempt in `trail`.
+fn tokens_used(trail: &Trail) -> u64 {
+    trail.attempts().filter_map(|a| a.tokens).fold(0u64, |sum, (p, c)| sum.saturating_add(p).saturating_add(c))
 }
 
 /// One audit line (DESIGN §9), without content.

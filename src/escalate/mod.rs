@@ -5,6 +5,7 @@
 mod assemble;
 pub mod judge;
 mod order;
+mod progress;
 mod trail;
 mod verify;
 
@@ -22,6 +23,7 @@ use crate::upstream::{Failure, Reply, Upstream, UpstreamError, Upstreams};
 use crate::warmth::{cold_start_fits, Warmth};
 
 pub use order::walk_order;
+pub use progress::{Progress, Snapshot};
 pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict};
 pub use verify::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
 
@@ -66,9 +68,17 @@ pub struct RunContext<'a> {
     pub warmth: &'a Warmth,
     /// When the request must be answered by (`x-tierwise-deadline-ms` or the task's).
     pub deadline: Option<Instant>,
+    /// Where the run publishes its trail before each wait, when someone reads it.
+    pub progress: Option<&'a Progress>,
 }
 
 impl RunContext<'_> {
+    fn publish(&self, trail: &Trail, waiting_on: &Step) {
+        if let Some(progress) = self.progress {
+            progress.publish(trail, Some(waiting_on));
+        }
+    }
+
     fn verify(&self, plan: &Plan) -> Option<&VerifyConfig> {
         self.config.tasks.get(&plan.task).map(|t| &t.verify)
     }
@@ -146,6 +156,8 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             trail.skip(step, why);
             continue;
         }
+        // From here the run waits on this step: for a place, the call, retries, the judge.
+        ctx.publish(&trail, step);
         let slot = match upstream.reserve(ctx.deadline).await {
             Ok(slot) => slot,
             Err(busy) => {
@@ -175,6 +187,7 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             trail.attempt(step, started.elapsed(), Verdict::Error, Some(why_failed(step, upstream, err)));
             trail.warm_start(warm);
             trail.retried(wait);
+            ctx.publish(&trail, step);
             debug!(task = %plan.task, model = %step.model, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
             tokio::time::sleep(wait).await;
             retries_left -= 1;

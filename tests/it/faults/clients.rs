@@ -140,8 +140,66 @@ async fn a_request_abandoned_before_its_answer_still_gets_an_audit_line() {
             assert_eq!(line["outcome"], "abandoned", "{line}");
             assert_eq!(line["error"], "client_gone", "{line}");
         }
+        // Each line names the call the request was waiting on when it was dropped.
+        for id in ["timed-out", "client-left", "left-while-buffered"] {
+            let line = find(id);
+            let attempts = line["attempts"].as_array().unwrap();
+            assert_eq!(attempts.len(), 1, "{line}");
+            assert_eq!(attempts[0]["verdict"], "abandoned", "{line}");
+            assert_eq!(attempts[0]["model"], "bad-model", "{line}");
+        }
         assert_eq!(find("left-while-buffered")["stream"], true);
         rig.assert_settled().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    })
+    .await;
+}
+
+/// A request dropped after one step failed: its audit line has that attempt, then the
+/// one it was waiting on — and the failed one stays out of any other request's line.
+#[tokio::test]
+async fn an_abandoned_request_keeps_the_attempts_it_made_in_its_audit_line() {
+    bounded(async {
+        let failing = UpstreamDouble::start(Behaviour::status(500, "openai/error_500_server.json")).await;
+        let hanging = UpstreamDouble::start(Behaviour::Stall).await;
+        let dir = std::env::temp_dir().join(format!("tierwise-it-faults-progress-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.jsonl");
+        let toml = config_for(
+            &[("first", "local", &failing.base_url()), ("second", "server", &hanging.base_url())],
+            &[("chain", &["first-model", "second-model"])],
+            &format!("[audit]\npath = \"{}\"\n", path.display()),
+        )
+        .replace("[upstreams.second]\n", "[upstreams.second]\nretries = 0\n");
+        let app = TestApp::start(&toml).await;
+        let send = fresh_client()
+            .post(app.url("/v1/chat/completions"))
+            .header("x-request-id", "left-on-second")
+            .json(&request("chain", false))
+            .send();
+        let pending = tokio::spawn(send);
+        for _ in 0..200 {
+            if hanging.calls() == 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!((failing.calls(), hanging.calls()), (1, 1));
+        pending.abort();
+        let lines = audit_lines(&path, 1).await;
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        let line = &lines[0];
+        assert_eq!(line["id"], "left-on-second");
+        assert_eq!(line["outcome"], "abandoned");
+        let attempts = line["attempts"].as_array().unwrap();
+        let summary: Vec<(Value, Value)> =
+            attempts.iter().map(|a| (a["model"].clone(), a["verdict"].clone())).collect();
+        assert_eq!(
+            summary,
+            vec![(json!("first-model"), json!("error")), (json!("second-model"), json!("abandoned"))],
+            "{line}"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     })
     .await;
