@@ -66,12 +66,7 @@ async fn metrics_count_requests_by_task_tier_and_outcome() {
 
 #[tokio::test]
 async fn shutdown_lets_an_in_flight_stream_finish_and_refuses_new_connections() {
-    let up = UpstreamDouble::start(Behaviour::Sse {
-        body: fixture("openai/chat_stream_usage.sse"),
-        gap: Duration::from_millis(60),
-        cut_after: None,
-    })
-    .await;
+    let up = UpstreamDouble::start(Behaviour::slow_stream(Duration::from_millis(60))).await;
     let mut app = TestApp::start(&config_for(&[("local", "local", &up.base_url())], &[], "")).await;
     let body = json!({"model": "local-model", "stream": true, "messages": [{"role": "user", "content": "hi"}]});
     let response = app.chat(body).await;

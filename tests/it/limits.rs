@@ -104,12 +104,7 @@ async fn a_per_minute_limit_of_zero_is_a_config_error() {
 
 /// `local` (max_concurrent = 1; streams slowly, and only streams) then `server`.
 async fn busy_setup(queue: &str) -> (UpstreamDouble, UpstreamDouble, TestApp) {
-    let local = UpstreamDouble::start(Behaviour::Sse {
-        body: fixture("openai/chat_stream_usage.sse"),
-        gap: Duration::from_millis(60),
-        cut_after: None,
-    })
-    .await;
+    let local = UpstreamDouble::start(Behaviour::slow_stream(Duration::from_millis(60))).await;
     let server = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
     let mut toml = config_for(
         &[("local", "local", &local.base_url()), ("server", "server", &server.base_url())],

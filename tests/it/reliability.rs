@@ -151,12 +151,7 @@ async fn a_circuit_opens_after_repeated_failures_and_skips_without_calling() {
 
 #[tokio::test]
 async fn beyond_capacity_requests_get_503_with_retry_after_and_then_service_resumes() {
-    let slow = UpstreamDouble::start(Behaviour::Sse {
-        body: fixture("openai/chat_stream_usage.sse"),
-        gap: Duration::from_millis(100),
-        cut_after: None,
-    })
-    .await;
+    let slow = UpstreamDouble::start(Behaviour::slow_stream(Duration::from_millis(100))).await;
     let extra = "[server]\nmax_concurrent_requests = 1\nqueue_limit = 0\n";
     let app = TestApp::start(&config_for(&[("local", "local", &slow.base_url())], &[], extra)).await;
     let body =
@@ -177,12 +172,7 @@ async fn beyond_capacity_requests_get_503_with_retry_after_and_then_service_resu
 
 #[tokio::test]
 async fn a_client_that_hangs_up_while_queued_gives_its_place_back() {
-    let slow = UpstreamDouble::start(Behaviour::Sse {
-        body: fixture("openai/chat_stream_usage.sse"),
-        gap: Duration::from_millis(60),
-        cut_after: None,
-    })
-    .await;
+    let slow = UpstreamDouble::start(Behaviour::slow_stream(Duration::from_millis(60))).await;
     let extra = "[server]\nmax_concurrent_requests = 1\nqueue_limit = 1\nqueue_wait_ms = 10000\n";
     let app = TestApp::start(&config_for(&[("local", "local", &slow.base_url())], &[], extra)).await;
     let body =

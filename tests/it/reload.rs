@@ -36,12 +36,7 @@ async fn reload(app: &TestApp, key: &str) -> reqwest::Response {
 
 #[tokio::test]
 async fn a_reload_under_load_fails_no_request_and_new_requests_use_the_new_config() {
-    let up = UpstreamDouble::start(Behaviour::Sse {
-        body: fixture("openai/chat_stream_usage.sse"),
-        gap: Duration::from_millis(20),
-        cut_after: None,
-    })
-    .await;
+    let up = UpstreamDouble::start(Behaviour::slow_stream(Duration::from_millis(20))).await;
     let path = temp_file("load");
     std::fs::write(&path, config_with(&up.base_url(), "first")).unwrap();
     let app = TestApp::start_file(&path, &[]).await;

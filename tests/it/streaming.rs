@@ -136,12 +136,7 @@ async fn a_stream_that_ends_without_done_is_reported() {
 #[tokio::test]
 async fn a_client_hanging_up_drops_the_upstream_stream() {
     // A long stream: 12 events, 200 ms apart.
-    let up = UpstreamDouble::start(Behaviour::Sse {
-        body: fixture("openai/chat_stream_usage.sse"),
-        gap: Duration::from_millis(200),
-        cut_after: None,
-    })
-    .await;
+    let up = UpstreamDouble::start(Behaviour::slow_stream(Duration::from_millis(200))).await;
     let app = TestApp::start(&config_for(&[("local", "local", &up.base_url())], &[], "")).await;
     let response = app.chat(stream_body("local-model")).await;
     let mut body = response.bytes_stream();

@@ -45,6 +45,11 @@ impl Behaviour {
         Behaviour::Sse { body: super::fixture(fixture_path), gap: Duration::ZERO, cut_after: None }
     }
 
+    /// The recorded 13-event stream (with usage), one event every `gap`.
+    pub fn slow_stream(gap: Duration) -> Self {
+        Behaviour::Sse { body: super::fixture("openai/chat_stream_usage.sse"), gap, cut_after: None }
+    }
+
     pub fn status(code: u16, fixture_path: &str) -> Self {
         Behaviour::Status(code, super::fixture(fixture_path))
     }
