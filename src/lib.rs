@@ -25,6 +25,8 @@
 //! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
 //!   problem reported at once).
 //! - [`reload`]     — reloads the config when its file changes (as SIGHUP does).
+//! - [`slots`]      — a concurrency limit with a bounded wait queue (the server's and
+//!   each upstream's).
 //! - [`audit`]      — one JSON line per request, written off the request path.
 //! - [`metrics`]    — every Prometheus metric, one typed function per event.
 //! - [`error`]      — `ApiError`: status mapping and the OpenAI error envelope.
@@ -39,5 +41,6 @@ pub mod explain;
 pub mod metrics;
 pub mod policy;
 pub mod reload;
+pub mod slots;
 pub mod upstream;
 pub mod warmth;

@@ -1,46 +1,32 @@
 //! Load shedding: at most `server.max_concurrent_requests` chat completions run at once;
 //! up to `server.queue_limit` more wait up to `server.queue_wait_ms` for a place; the rest
-//! get 503 with `Retry-After` in the OpenAI envelope at once.
+//! get 503 with `Retry-After` in the OpenAI envelope at once. The same [`Slots`] as an
+//! upstream's `max_concurrent`, with the server's numbers.
 
-use std::sync::atomic::AtomicUsize;
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::StatusCode;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::ApiError;
-use crate::upstream::Queued;
+use crate::slots::{Slot, Slots};
 
 pub struct Admission {
-    /// One permit per request that may run; `None` when unlimited.
-    permits: Option<Arc<Semaphore>>,
-    /// Requests waiting for a permit now.
-    queued: AtomicUsize,
-    queue_limit: usize,
-    wait: Duration,
+    /// `None` when unlimited.
+    slots: Option<Slots>,
 }
 
 impl Admission {
     pub fn new(max_concurrent: usize, queue_limit: usize, wait: Duration) -> Self {
-        let permits = (max_concurrent > 0).then(|| Arc::new(Semaphore::new(max_concurrent)));
-        Admission { permits, queued: AtomicUsize::new(0), queue_limit, wait }
+        Admission { slots: (max_concurrent > 0).then(|| Slots::new(max_concurrent, queue_limit, wait)) }
     }
 
     /// A place to run, held until the response is done (streams included).
-    pub async fn admit(&self) -> Result<Option<OwnedSemaphorePermit>, ApiError> {
-        let Some(permits) = &self.permits else { return Ok(None) };
-        if let Ok(permit) = permits.clone().try_acquire_owned() {
-            return Ok(Some(permit));
-        }
-        // Given back however the wait ends, also when the client hangs up while waiting.
-        let Some(_queued) = Queued::join(&self.queued, self.queue_limit) else {
-            return Err(overloaded("tierwise is at capacity and its queue is full"));
-        };
-        let waited = tokio::time::timeout(self.wait, permits.clone().acquire_owned()).await;
-        match waited {
-            Ok(Ok(permit)) => Ok(Some(permit)),
-            _ => Err(overloaded("tierwise is at capacity: no place freed up in time")),
+    pub async fn admit(&self) -> Result<Option<Slot>, ApiError> {
+        let Some(slots) = &self.slots else { return Ok(None) };
+        match slots.acquire(None).await {
+            Ok(slot) => Ok(Some(slot)),
+            Err(busy) if busy.waited.is_zero() => Err(overloaded("tierwise is at capacity and its queue is full")),
+            Err(_) => Err(overloaded("tierwise is at capacity: no place freed up in time")),
         }
     }
 }
@@ -56,6 +42,8 @@ fn overloaded(why: &str) -> ApiError {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     #[tokio::test(start_paused = true)]

@@ -143,7 +143,7 @@ pub struct Job {
 /// `in_flight_requests` and under `server.max_concurrent_requests`.
 pub struct Guards {
     _in_flight: InFlight,
-    _permit: Option<tokio::sync::OwnedSemaphorePermit>,
+    _permit: Option<crate::slots::Slot>,
 }
 
 impl Drop for Job {

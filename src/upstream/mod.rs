@@ -8,7 +8,6 @@ pub mod anthropic;
 pub mod circuit;
 mod error;
 mod messages;
-mod slots;
 pub mod sse;
 mod stream;
 
@@ -25,11 +24,10 @@ use serde::Deserialize;
 
 use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
 
+use crate::slots::Slots;
+pub use crate::slots::{Busy, Slot};
 use circuit::Breaker;
 pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
-pub(crate) use slots::Queued;
-use slots::Slots;
-pub use slots::{Busy, Slot};
 use stream::Decoder;
 pub use stream::EventStream;
 

@@ -26,6 +26,12 @@ pub fn fixture(path: &str) -> Bytes {
     Bytes::from(std::fs::read(&full).unwrap_or_else(|e| panic!("fixture {}: {e}", full.display())))
 }
 
+/// An environment of exactly these variables, for config loading.
+fn lookup(env: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    let owned: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    move |name: &str| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone())
+}
+
 /// A running tierwise on a free loopback port.
 pub struct TestApp {
     pub addr: SocketAddr,
@@ -38,24 +44,13 @@ pub struct TestApp {
 impl TestApp {
     /// Starts tierwise on `toml`; `env` supplies API-key variables.
     pub async fn start_with_env(toml: &str, env: &[(&str, &str)]) -> Self {
-        let owned: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let lookup = move |name: &str| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let config = config::load_from_str(toml, &lookup).unwrap_or_else(|e| panic!("test config: {e}"));
-        let state = AppState::new(config).unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(app::serve(listener, state.clone(), async move {
-            let _ = rx.await;
-        }));
-        TestApp { addr, state: state.clone(), shutdown: Some(tx), server: Some(server) }
+        let config = config::load_from_str(toml, &lookup(env)).unwrap_or_else(|e| panic!("test config: {e}"));
+        Self::start_config(config).await
     }
 
     /// Starts tierwise on a config file (so it can be reloaded from it).
     pub async fn start_file(path: &std::path::Path, env: &[(&str, &str)]) -> Self {
-        let owned: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        let lookup = move |name: &str| owned.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-        let config = config::load(Some(path), &lookup).unwrap_or_else(|e| panic!("test config: {e}"));
+        let config = config::load(Some(path), &lookup(env)).unwrap_or_else(|e| panic!("test config: {e}"));
         Self::start_config(config).await
     }
 

@@ -1,7 +1,8 @@
-//! Per-upstream concurrency: at most `max_concurrent` calls to one upstream at once (a
-//! stream counts until it ends); up to `queue_limit` more wait up to `queue_wait_ms` (and
-//! never past the request's deadline) for a place. A call that gets none is not made: the
-//! step is skipped as busy and the run goes on to the next one.
+//! A concurrency limit with a bounded wait queue: at most `max` holders at once (a stream
+//! holds its slot until it ends); up to `queue_limit` more wait up to `wait` (and never
+//! past a deadline) for a place; the rest are refused as [`Busy`]. Used for
+//! `server.max_concurrent_requests` (a refused request gets 503) and for each upstream's
+//! `max_concurrent` (a refused call is not made: its step is skipped as busy).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -23,9 +24,10 @@ pub struct Slots {
 }
 
 /// A place to make one call; held (cloned into a stream) until the answer is done.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Slot(#[allow(dead_code)] Arc<Held>);
 
+#[derive(Debug)]
 struct Held {
     _permit: Option<OwnedSemaphorePermit>,
     in_flight: Arc<AtomicUsize>,
@@ -48,11 +50,11 @@ pub struct Busy {
 
 /// A place in a wait queue, given back when dropped — also when the waiting future is
 /// dropped because its client hung up.
-pub(crate) struct Queued<'a>(&'a AtomicUsize);
+struct Queued<'a>(&'a AtomicUsize);
 
 impl<'a> Queued<'a> {
     /// A place, if fewer than `limit` are taken.
-    pub(crate) fn join(queued: &'a AtomicUsize, limit: usize) -> Option<Self> {
+    fn join(queued: &'a AtomicUsize, limit: usize) -> Option<Self> {
         if queued.fetch_add(1, Ordering::SeqCst) >= limit {
             queued.fetch_sub(1, Ordering::SeqCst);
             return None;
