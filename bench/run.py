@@ -31,17 +31,17 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
 
+from procs import HOST, Procs, free_port
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TIERWISE = ROOT / "target" / "release" / "tierwise"
 UPSTREAM = ROOT / "target" / "release" / "examples" / "bench_upstream"
-HOST = "127.0.0.1"
 PATH = "/v1/chat/completions"
 BODIES = {
     "json": '{"model":"chat","messages":[{"role":"user","content":"Say hello."}]}',
@@ -67,42 +67,6 @@ def parse_duration(text: str) -> float:
 # ---------------------------------------------------------------------------------------
 # Processes
 # ---------------------------------------------------------------------------------------
-
-
-class Procs:
-    """Processes started by this script; `stop_all` ends each one by its own pid."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, args: list[str], **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(args, **kwargs)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen) -> None:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc in self.procs:
-            self.procs.remove(proc)
-
-    def stop_all(self) -> None:
-        for proc in list(self.procs):
-            try:
-                self.stop(proc)
-            except Exception as err:  # keep stopping the others
-                log(f"could not stop pid {proc.pid}: {err}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 def start_upstream(procs: Procs, delay_ms: int, chunks: int, gap_ms: int) -> tuple[subprocess.Popen, int]:
@@ -556,7 +520,7 @@ def main() -> int:
     log(f"{cfg['runs']} runs × {cells} cells × 2 sides × {cfg['duration']}; "
         f"oha {meta['oha']}; results in {RESULTS}")
 
-    procs = Procs()
+    procs = Procs(log)
     # SIGTERM/SIGHUP unwind through the finally below like Ctrl-C does.
     def on_signal(signum, _frame):
         raise SystemExit(128 + signum)

@@ -37,15 +37,15 @@ import pathlib
 import random
 import re
 import selectors
-import signal
 import socket
 import subprocess
 import sys
 import threading
 import time
 
+from procs import HOST, Procs, free_port
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
-HOST = "127.0.0.1"
 PATH = "/v1/chat/completions"
 CLIENT_TIMEOUT_S = 30.0  # any one socket operation of a request
 READY_TIMEOUT_S = 10.0
@@ -80,43 +80,6 @@ def parse_mix(text: str) -> dict[str, float]:
 # ---------------------------------------------------------------------------------------
 # Processes and servers
 # ---------------------------------------------------------------------------------------
-
-
-class Procs:
-    """Processes started by this script; `stop_all` ends each one by its own pid."""
-
-    def __init__(self) -> None:
-        self.procs: list[subprocess.Popen] = []
-
-    def start(self, args: list[str], **kwargs) -> subprocess.Popen:
-        proc = subprocess.Popen(args, **kwargs)
-        self.procs.append(proc)
-        return proc
-
-    def stop(self, proc: subprocess.Popen, timeout: float = 10.0) -> int | None:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        if proc in self.procs:
-            self.procs.remove(proc)
-        return proc.returncode
-
-    def stop_all(self) -> None:
-        for proc in list(self.procs):
-            try:
-                self.stop(proc)
-            except Exception as err:  # keep stopping the others
-                log(f"could not stop pid {proc.pid}: {err}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
 
 
 class StallServer:
@@ -628,7 +591,7 @@ def main() -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     audit_path = workdir / "audit.jsonl"
 
-    procs, stall = Procs(), StallServer()
+    procs, stall = Procs(log), StallServer()
     try:
         upstream, up_port = start_upstream(procs, upstream_bin, args)
         dead_port, port = free_port(), free_port()
