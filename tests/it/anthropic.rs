@@ -296,9 +296,9 @@ async fn a_request_the_translation_finds_malformed_is_a_400_naming_the_field() {
     assert_eq!((double.calls(), next.calls()), (0, 0));
 }
 
-#[tokio::test]
-async fn a_stream_cut_midway_ends_with_an_sse_error_event() {
-    let (_double, app) = anthropic(Behaviour::sse("anthropic/stream_cut.sse")).await;
+/// A stream that ends with an error event: the whole SSE text, the text streamed before
+/// the error, and the error.
+async fn broken_stream(app: &TestApp) -> (String, String, Value) {
     let response =
         app.chat(json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "Hi"}]})).await;
     assert_eq!(response.status(), 200);
@@ -306,8 +306,16 @@ async fn a_stream_cut_midway_ends_with_an_sse_error_event() {
     let data = data_lines(&text);
     let (error, chunks) = data.split_last().unwrap();
     let chunks: Vec<Value> = chunks.iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    assert_eq!(streamed_text(&chunks), "The capital of");
     let error: Value = serde_json::from_str(error).unwrap();
+    let streamed = streamed_text(&chunks);
+    (text, streamed, error)
+}
+
+#[tokio::test]
+async fn a_stream_cut_midway_ends_with_an_sse_error_event() {
+    let (_double, app) = anthropic(Behaviour::sse("anthropic/stream_cut.sse")).await;
+    let (text, streamed, error) = broken_stream(&app).await;
+    assert_eq!(streamed, "The capital of");
     assert_eq!(error["error"]["code"], "upstream_stream_error");
     assert!(error["error"]["message"].as_str().unwrap().contains("without message_stop"), "{error}");
     assert!(!text.contains("[DONE]"));
@@ -321,14 +329,8 @@ async fn a_connection_broken_midway_ends_with_an_sse_error_event() {
         cut_after: Some(4),
     })
     .await;
-    let response =
-        app.chat(json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "Hi"}]})).await;
-    let text = response.text().await.unwrap();
-    let data = data_lines(&text);
-    let (error, chunks) = data.split_last().unwrap();
-    let chunks: Vec<Value> = chunks.iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    assert_eq!(streamed_text(&chunks), "The capital");
-    let error: Value = serde_json::from_str(error).unwrap();
+    let (text, streamed, error) = broken_stream(&app).await;
+    assert_eq!(streamed, "The capital");
     assert_eq!(error["error"]["code"], "upstream_stream_error", "{text}");
     assert!(error["error"]["message"].as_str().unwrap().contains("stream broke"), "{error}");
     assert!(!text.contains("[DONE]"));
@@ -342,15 +344,8 @@ async fn an_error_event_midway_ends_with_an_sse_error_event() {
         cut_after: None,
     })
     .await;
-    let response =
-        app.chat(json!({"model": "claude", "stream": true, "messages": [{"role": "user", "content": "Hi"}]})).await;
-    assert_eq!(response.status(), 200);
-    let text = response.text().await.unwrap();
-    let data = data_lines(&text);
-    let (error, chunks) = data.split_last().unwrap();
-    let chunks: Vec<Value> = chunks.iter().map(|d| serde_json::from_str(d).unwrap()).collect();
-    assert_eq!(streamed_text(&chunks), "Once upon");
-    let error: Value = serde_json::from_str(error).unwrap();
+    let (_, streamed, error) = broken_stream(&app).await;
+    assert_eq!(streamed, "Once upon");
     assert_eq!(error["error"]["code"], "upstream_stream_error");
     assert!(error["error"]["message"].as_str().unwrap().contains("Overloaded"), "{error}");
 }
