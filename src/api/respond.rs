@@ -314,9 +314,7 @@ fn record(
     } else {
         metrics::Outcome::Failed
     };
-    if let Some((digest, limits)) = &job.rate_key {
-        job.state.rate_limits.spend_tokens(digest, *limits, tokens_used(trail), tokio::time::Instant::now());
-    }
+    charge_tokens(job, trail);
     let took = job.started.elapsed();
     let finished = metrics::Finished { task: &job.plan.task, trail, tier: answered.map(|a| a.0), outcome, took };
     job.state.metrics.request_finished(&job.runtime.config, &finished);
@@ -342,10 +340,8 @@ fn record(
 /// shutdown, when its grace period ran out). What the run had done by then is lost with it.
 pub fn abandoned(job: &Job) {
     let done = job.progress.as_ref().map(|p| p.snapshot()).unwrap_or_default();
-    if let Some((digest, limits)) = &job.rate_key {
-        // What the attempts that finished used; the call cut off reported nothing.
-        job.state.rate_limits.spend_tokens(digest, *limits, tokens_used(&done.trail), tokio::time::Instant::now());
-    }
+    // What the attempts that finished used; the call cut off reported nothing.
+    charge_tokens(job, &done.trail);
     if !job.state.audit.enabled() {
         return;
     }
@@ -368,9 +364,13 @@ pub fn abandoned(job: &Job) {
     job.state.audit.record(line);
 }
 
-/// Prompt and completion tokens of every attempt in `trail`.
-fn tokens_used(trail: &Trail) -> u64 {
-    trail.attempts().filter_map(|a| a.tokens).fold(0u64, |sum, (p, c)| sum.saturating_add(p).saturating_add(c))
+/// Charges the tokens `trail`'s attempts reported to the key's `tokens_per_minute`.
+fn charge_tokens(job: &Job, trail: &Trail) {
+    if let Some((digest, limits)) = &job.rate_key {
+        let (prompt, completion) = trail.tokens();
+        let used = prompt.saturating_add(completion);
+        job.state.rate_limits.spend_tokens(digest, *limits, used, tokio::time::Instant::now());
+    }
 }
 
 /// One audit line (DESIGN §9), without content.
@@ -395,10 +395,7 @@ fn audit_line(
             json!({"step": s.step.index, "tier": s.step.tier, "model": s.step.model, "action": action, "reason": reason})
         })
         .collect();
-    let (prompt, completion) = trail
-        .attempts()
-        .filter_map(|a| a.tokens)
-        .fold((0u64, 0u64), |acc, t| (acc.0.saturating_add(t.0), acc.1.saturating_add(t.1)));
+    let (prompt, completion) = trail.tokens();
     json!({
         "id": job.request_id,
         "time": crate::audit::timestamp(std::time::SystemTime::now()),

@@ -227,6 +227,13 @@ impl Trail {
         }));
     }
 
+    /// Prompt and completion tokens every attempt reported, summed (saturating).
+    pub fn tokens(&self) -> (u64, u64) {
+        self.attempts()
+            .filter_map(|a| a.tokens)
+            .fold((0, 0), |(p, c), (prompt, completion)| (p.saturating_add(prompt), c.saturating_add(completion)))
+    }
+
     pub fn skips(&self) -> impl Iterator<Item = &Skip> {
         self.events.iter().filter_map(|e| match e {
             Event::Skip(s) => Some(s),
