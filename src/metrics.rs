@@ -30,6 +30,7 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_overhead_seconds", "histogram", &[]),
     ("tierwise_in_flight_requests", "gauge", &[]),
     ("tierwise_privacy_blocked_total", "counter", &["task", "reason"]),
+    ("tierwise_local_output_guarded_total", "counter", &["task", "action"]),
     ("tierwise_upstream_up", "gauge", &["upstream"]),
     ("tierwise_model_load_seconds", "gauge", &["model"]),
     ("tierwise_cost_usd_total", "counter", &["tier", "model"]),
@@ -72,6 +73,7 @@ pub struct Metrics {
     overhead: Histogram,
     in_flight: IntGauge,
     privacy_blocked: IntCounterVec,
+    local_output_guarded: IntCounterVec,
     upstream_up: IntGaugeVec,
     model_load: GaugeVec,
     cost: CounterVec,
@@ -208,6 +210,12 @@ impl Metrics {
                 "Requests refused or steps removed by the tier policy, by task and reason",
                 &["task", "reason"],
             )?,
+            local_output_guarded: counter(
+                "tierwise_local_output_guarded_total",
+                "Times personal data in what a model said was kept from a higher tier, by task and action \
+                 (reclassified, feedback_redacted, judge_withheld)",
+                &["task", "action"],
+            )?,
             upstream_up: IntGaugeVec::new(
                 Opts::new("tierwise_upstream_up", "Whether the upstream's warmth probe answers (1) or not (0)"),
                 &["upstream"],
@@ -272,6 +280,7 @@ impl Metrics {
             Box::new(m.overhead.clone()),
             Box::new(m.in_flight.clone()),
             Box::new(m.privacy_blocked.clone()),
+            Box::new(m.local_output_guarded.clone()),
             Box::new(m.upstream_up.clone()),
             Box::new(m.model_load.clone()),
             Box::new(m.cost.clone()),
@@ -333,6 +342,9 @@ impl Metrics {
                         }
                     }
                     previous = Some((a.tier, a.verdict));
+                    for guarded in &a.guarded {
+                        self.local_output_guarded.with_label_values(&[task, guarded.action()]).inc();
+                    }
                 }
                 Event::Skip(s) => {
                     let reason = s.why.reason();

@@ -1,6 +1,8 @@
 //! A client's request body: `parse::<ChatRequest>`, then what the chat handler does with
-//! a parsed one — the detector over its texts, `take_content_class`, the checks, and
-//! `body_for` with feedback, whose output must parse back as the same conversation.
+//! a parsed one — the detector over everything it forwards, a redaction of each text
+//! (whose placeholders must land where the findings were), `take_content_class`, the
+//! checks, and `body_for` with feedback, whose output must parse back as the same
+//! conversation.
 #![no_main]
 
 use std::sync::OnceLock;
@@ -10,18 +12,26 @@ use serde_json::json;
 use tierwise::api::extract::parse;
 use tierwise::api::wire::ChatRequest;
 use tierwise::escalate::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
-use tierwise::policy::{Builtin, Detector};
+use tierwise::policy::{Detector, Opaque, Scanner};
 
 fn detector() -> &'static Detector {
     static DETECTOR: OnceLock<Detector> = OnceLock::new();
-    DETECTOR.get_or_init(|| Detector::new(&Builtin::ALL, vec![]).expect("the built-in patterns compile"))
+    DETECTOR.get_or_init(Detector::standard)
 }
 
 fuzz_target!(|data: &[u8]| {
     let Ok(mut request) = parse::<ChatRequest>(data) else {
         return;
     };
-    let _ = detector().scan(request.texts());
+    let _ = request.scan(&Scanner { detector: detector(), opaque: Opaque::Sensitive });
+    for (_, text) in request.texts() {
+        for finding in detector().findings(text) {
+            assert!(text.is_char_boundary(finding.range.start) && text.is_char_boundary(finding.range.end));
+        }
+        if let Some(redacted) = detector().redact(text) {
+            assert!(!redacted.kinds.is_empty() && redacted.text.contains('['));
+        }
+    }
     let feedback = request.texts().last().map(|(at, text)| format!("{at}: {text}")).unwrap_or_default();
     let _ = request.take_content_class();
 

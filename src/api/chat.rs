@@ -232,8 +232,9 @@ fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest) -> R
     Ok(Prepared { resolved, classification, deadline })
 }
 
-/// The request's content class: the highest of the task's, the header's, the body's
-/// `metadata.content_class` (removed before forwarding) and the detector's finding.
+/// The request's content class: the highest of the task's, every value of every
+/// `x-tierwise-content-class` header, the body's `metadata.content_class` (removed before
+/// forwarding) and the detector's finding in everything the request forwards.
 pub fn classify(
     config: &Config,
     resolved: &policy::Resolved,
@@ -243,33 +244,33 @@ pub fn classify(
     let from_body = request.take_content_class().map_err(|_| {
         ApiError::invalid("`metadata.content_class` must be a string", Some("metadata.content_class".into()))
     })?;
-    let from_header = match headers.get(&CLASS_HEADER) {
-        None => None,
-        Some(value) => Some(
-            value
-                .to_str()
-                .map_err(|_| ApiError::invalid("the x-tierwise-content-class header is not valid text", None))?,
-        ),
-    };
-    let task_class = if resolved.direct {
-        policy::ContentClass::Normal
-    } else {
-        config.tasks.get(&resolved.task).map(|t| t.content_class).unwrap_or(policy::ContentClass::Normal)
-    };
-    let stated = [(Source::Header, from_header), (Source::Metadata, from_body.as_deref())];
+    let mut stated = Vec::new();
+    for value in headers.get_all(&CLASS_HEADER) {
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::invalid("the x-tierwise-content-class header is not valid text", None))?;
+        // Two headers and one folded into a list say the same: every value counts.
+        stated.extend(value.split(',').map(|v| (Source::Header, Some(v))));
+    }
+    stated.push((Source::Metadata, from_body.as_deref()));
+    let task = config.tasks.get(&resolved.task).filter(|_| !resolved.direct);
+    let task_class = task.map_or(policy::ContentClass::Normal, |t| t.content_class);
     let without_scan = policy::classify(task_class, &stated, None).map_err(|bad| {
-        let param =
-            if bad.source.starts_with("header") { "x-tierwise-content-class" } else { "metadata.content_class" };
+        let param = match bad.source {
+            Source::Header => "x-tierwise-content-class",
+            Source::Metadata => "metadata.content_class",
+        };
         ApiError::invalid(
-            format!("unknown content class \"{}\" in {}: use normal or sensitive", bad.value, bad.source),
+            format!("unknown content class \"{}\" in {}: use normal or sensitive", bad.value, bad.source.label()),
             Some(param.into()),
         )
     })?;
     if without_scan.class == policy::ContentClass::Sensitive {
         return Ok(without_scan);
     }
-    let finding = config.detector.scan(request.texts());
-    Ok(match finding {
+    let detect = task.map_or(config.detect, |t| t.detect);
+    let scanner = policy::Scanner { detector: &config.detector, opaque: detect.opaque };
+    Ok(match request.scan(&scanner) {
         Some(finding) => policy::classify(without_scan.class, &[], Some(finding)).unwrap_or(without_scan),
         None => without_scan,
     })

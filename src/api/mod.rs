@@ -10,6 +10,7 @@ pub mod models;
 pub mod rate_limit;
 pub mod replay;
 pub mod respond;
+mod strict;
 pub mod wire;
 
 use axum::extract::Request;

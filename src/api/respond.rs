@@ -52,8 +52,20 @@ pub fn finish(mut job: Job, outcome: Outcome) -> Response {
     let tier_model = answered.as_ref().map(|(t, m)| (*t, m.as_str()));
     record(&job, &trail, tier_model, response.status(), error.as_deref(), answer_text);
     let (tier, model) = answered.unzip();
-    set_headers(response.headers_mut(), &job.plan.task, tier.zip(model.as_deref()), &trail, &job.classification);
+    let applied = applied_class(&job, &trail);
+    set_headers(response.headers_mut(), &job.plan.task, tier.zip(model.as_deref()), &trail, &applied);
     response
+}
+
+/// The class the request ended with: as classified, or sensitive when a model's words
+/// made it so during the run.
+fn applied_class(job: &Job, trail: &Trail) -> Classification {
+    let mut applied = job.classification.clone();
+    if let Some(because) = &trail.reclassified {
+        applied.class = policy::ContentClass::Sensitive;
+        applied.because.push(because.clone());
+    }
+    applied
 }
 
 /// The response when a verified stream takes longer than `sse_keepalive`: headers now,
@@ -264,7 +276,7 @@ fn trail_object(job: &Job, trail: &Trail, tier: &str, model: &str) -> Value {
         "profile": job.profile,
         "tier": tier,
         "model": model,
-        "content_class": job.classification.class,
+        "content_class": applied_class(job, trail).class,
         "attempts": trail.views(job.locale),
     })
 }
@@ -396,13 +408,19 @@ fn audit_line(
         })
         .collect();
     let (prompt, completion) = trail.tokens();
+    let applied = applied_class(job, trail);
+    let attempts = if job.state.audit.include_content {
+        trail.views(Locale::En)
+    } else {
+        trail.views_without_content(Locale::En, &job.runtime.config.detector)
+    };
     json!({
         "id": job.request_id,
         "time": crate::audit::timestamp(std::time::SystemTime::now()),
         "task": job.plan.task,
         "profile": job.profile,
-        "content_class": job.classification.class,
-        "class_because": job.classification.because,
+        "content_class": applied.class,
+        "class_because": applied.because,
         "stream": job.request.is_stream(),
         "status": status.map(|s| s.as_u16()),
         "outcome": outcome,
@@ -410,7 +428,7 @@ fn audit_line(
         "tier": answered.map(|a| a.0),
         "model": answered.map(|a| a.1),
         "plan": plan,
-        "attempts": trail.views(Locale::En),
+        "attempts": attempts,
         "rules_reply": job.plan.rules_reply.is_some(),
         "duration_ms": (took.as_secs_f64() * 1e6).round() / 1e3,
         "tokens": {"prompt": prompt, "completion": completion},

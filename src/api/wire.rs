@@ -4,21 +4,61 @@
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-#[derive(Debug, Clone, Deserialize)]
+use super::strict::Strict;
+use crate::policy::{Scanner, Segment};
+
+/// A chat completion request. A key written twice, at the top or anywhere in the fields
+/// kept as they are (`metadata` among them), is an error rather than "the last one
+/// wins": a duplicated `metadata.content_class` must not lower a class.
+#[derive(Debug, Clone)]
 pub struct ChatRequest {
     /// A task or model alias; may be absent when `x-tierwise-task` names the task.
-    #[serde(default)]
     pub model: Option<String>,
     pub messages: Vec<Message>,
-    #[serde(default)]
     pub stream: Option<bool>,
     /// Everything else (`tools`, `n`, `response_format`, vendor fields...), untouched.
-    #[serde(flatten)]
     pub rest: Map<String, Value>,
+}
+
+impl<'de> Deserialize<'de> for ChatRequest {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct RequestVisitor;
+
+        impl<'de> Visitor<'de> for RequestVisitor {
+            type Value = ChatRequest;
+
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a chat completion request (a JSON object)")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<ChatRequest, A::Error> {
+                let (mut model, mut messages, mut stream) = (None, None, None);
+                let mut rest = Map::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    let twice = match key.as_str() {
+                        "model" => model.replace(map.next_value::<Option<String>>()?).is_some(),
+                        "messages" => messages.replace(map.next_value::<Vec<Message>>()?).is_some(),
+                        "stream" => stream.replace(map.next_value::<Option<bool>>()?).is_some(),
+                        _ => {
+                            let Strict(value) = map.next_value()?;
+                            rest.insert(key.clone(), value).is_some()
+                        }
+                    };
+                    if twice {
+                        return Err(de::Error::custom(format_args!("the key `{key}` is written twice")));
+                    }
+                }
+                let messages = messages.ok_or_else(|| de::Error::missing_field("messages"))?;
+                Ok(ChatRequest { model: model.flatten(), messages, stream: stream.flatten(), rest })
+            }
+        }
+
+        deserializer.deserialize_map(RequestVisitor)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -122,6 +162,32 @@ impl ChatRequest {
     /// Whether the client asked for the final usage chunk of a stream.
     pub fn include_usage(&self) -> bool {
         self.rest.get("stream_options").and_then(|o| o.get("include_usage")).and_then(Value::as_bool) == Some(true)
+    }
+
+    /// The first piece of personal data (or opaque payload, when those count) in what
+    /// this request forwards: every message and every other field, as
+    /// `detected email address in messages[1].content`.
+    pub fn scan(&self, scanner: &Scanner<'_>) -> Option<String> {
+        if !scanner.is_enabled() {
+            return None;
+        }
+        let mut path = Vec::new();
+        for (m, message) in self.messages.iter().enumerate() {
+            path.extend([Segment::Key("messages"), Segment::Index(m)]);
+            path.push(Segment::Key("content"));
+            let found = match &message.content {
+                Some(Content::Text(text)) => scanner.text(&path, text),
+                Some(Content::Parts(parts)) => scanner.array(&mut path, parts),
+                None => None,
+            };
+            path.pop();
+            let found = found.or_else(|| scanner.object(&mut path, &message.rest));
+            if found.is_some() {
+                return found;
+            }
+            path.clear();
+        }
+        scanner.object(&mut path, &self.rest)
     }
 
     /// Every piece of text in the messages: contents, text parts, tool-call arguments.

@@ -7,6 +7,7 @@ mod load;
 pub mod raw;
 mod validate;
 mod validate_access;
+mod validate_detect;
 mod validate_server;
 mod validate_verify;
 
@@ -21,7 +22,7 @@ use std::time::Duration;
 use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
-use crate::policy::{ContentClass, Detector, Locale, Tier};
+use crate::policy::{ContentClass, DetectPolicy, Detector, Locale, Tier};
 
 pub use load::{load, load_from_str, ConfigError, ConfigSource};
 pub use validate::{validate, Problem};
@@ -39,6 +40,9 @@ pub struct Config {
     pub auth: AuthConfig,
     /// The sensitive-content detector (`[detect]`), compiled.
     pub detector: Detector,
+    /// `[detect] opaque` and `local_output`, for direct model requests and tasks that do
+    /// not set their own.
+    pub detect: DetectPolicy,
     /// `[audit]`; `None` when no path is set.
     pub audit: Option<crate::audit::AuditConfig>,
     /// Where this config came from, for `check-config` and `/readyz`.
@@ -237,6 +241,8 @@ pub struct TaskConfig {
     pub verify: VerifyConfig,
     pub prefer_warm: bool,
     pub deadline: Option<Duration>,
+    /// `[detect]`'s `opaque` and `local_output`, or the task's own.
+    pub detect: DetectPolicy,
 }
 
 /// How a task's answers are checked. The default verifies nothing.

@@ -214,6 +214,8 @@ pub struct RawTask {
     /// model whose learned load time does not fit is skipped (`not_ready`) when a later
     /// step may run. Default: none.
     pub deadline_ms: Option<u64>,
+    /// This task's handling of opaque payloads and of personal data in local output.
+    pub detect: Option<RawTaskDetect>,
 }
 
 /// `[tasks.NAME.verify]`: deterministic checks, then an optional LLM judge.
@@ -311,6 +313,30 @@ pub struct RawDetect {
     /// Extra patterns; a match makes the request sensitive.
     #[serde(default)]
     pub patterns: Vec<RawPattern>,
+    /// Where national phone numbers (`030 1234567`, no country code) are looked up, as
+    /// ISO 3166 codes; `US` also covers North American formats (`415 555 0132`).
+    /// International numbers (`+49 …`, `0049 …`) are found whatever this says. Default
+    /// `["US", "GB", "DE", "FR", "NL", "AT", "CH", "IT", "BE", "SE", "IE"]`.
+    pub phone_regions: Option<Vec<String>>,
+    /// What a payload the detector cannot read (a `data:` URI of an image, audio or a
+    /// PDF, long base64) makes a request: `sensitive` (default: it stays on this machine)
+    /// or `normal`. A task may say otherwise (`[tasks.NAME.detect]`).
+    pub opaque: Option<String>,
+    /// What happens when a local model's answer, a check's or a judge's feedback, or an
+    /// upstream's error text holds personal data before it would go to a higher tier:
+    /// `reclassify` (default: the request becomes sensitive from that step on) or
+    /// `redact` (placeholders such as `[email]`; a judge above local is not asked).
+    pub local_output: Option<String>,
+}
+
+/// `[tasks.NAME.detect]`: the task's own `opaque` and `local_output` (see `[detect]`).
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTaskDetect {
+    /// `sensitive` | `normal`. Default: `[detect] opaque`.
+    pub opaque: Option<String>,
+    /// `reclassify` | `redact`. Default: `[detect] local_output`.
+    pub local_output: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

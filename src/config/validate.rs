@@ -9,7 +9,7 @@ use http::{HeaderName, HeaderValue};
 use reqwest::Url;
 
 use super::raw::{RawConfig, RawUpstream};
-use super::{validate_access, validate_server, validate_verify, VerifyConfig};
+use super::{validate_access, validate_detect, validate_server, validate_verify, VerifyConfig};
 use super::{
     Config, ConfigSource, KeyHeader, ModelConfig, Secret, TaskConfig, UpstreamConfig, UpstreamKind, WarmthSource,
 };
@@ -112,6 +112,7 @@ pub fn validate(
         }
     }
 
+    let (detector, detect) = validate_detect::detect(&raw.detect, &mut problems);
     let known_models = join_names(raw.models.keys());
     let mut tasks = BTreeMap::new();
     for (name, raw_task) in &raw.tasks {
@@ -198,6 +199,7 @@ pub fn validate(
                 deadline: raw_task
                     .deadline_ms
                     .map(|ms| positive_ms(&format!("{path}.deadline_ms"), Some(ms), ms, &mut problems)),
+                detect: validate_detect::task(&path, raw_task.detect.as_ref(), detect, &mut problems),
             },
         );
     }
@@ -209,7 +211,6 @@ pub fn validate(
     let profiles = validate_access::profiles(raw, &mut problems);
     let listen_is_loopback = server.as_ref().is_none_or(|s| s.listen.ip().is_loopback());
     let auth = validate_access::auth(raw, &profiles, listen_is_loopback, env, &mut problems);
-    let detector = validate_access::detector(&raw.detect, &mut problems);
     let audit = raw.audit.path.as_ref().map(|path| crate::audit::AuditConfig {
         path: path.into(),
         include_content: raw.audit.include_content.unwrap_or(false),
@@ -229,9 +230,19 @@ pub fn validate(
     }
 
     match (problems.0.is_empty(), server) {
-        (true, Some(server)) => {
-            Ok(Config { server, upstreams, models, tasks, profiles, auth, detector, audit, source, file_digest: None })
-        }
+        (true, Some(server)) => Ok(Config {
+            server,
+            upstreams,
+            models,
+            tasks,
+            profiles,
+            auth,
+            detector,
+            detect,
+            audit,
+            source,
+            file_digest: None,
+        }),
         _ => Err(problems.0),
     }
 }

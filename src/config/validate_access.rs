@@ -1,13 +1,11 @@
-//! Validation of who may run what: profiles, client keys, auth, and the detector.
+//! Validation of who may run what: profiles, client keys and auth.
 
 use std::collections::BTreeMap;
 
-use regex::Regex;
-
-use super::raw::{RawAuth, RawConfig, RawDetect, RawProfile};
+use super::raw::{RawAuth, RawConfig, RawProfile};
 use super::validate::Problems;
 use super::{AuthConfig, ClientKey, KeyLimits, Profile};
-use crate::policy::{Builtin, Detector, Locale, Tier};
+use crate::policy::{Locale, Tier};
 
 pub(super) fn profiles(raw: &RawConfig, problems: &mut Problems) -> BTreeMap<String, Profile> {
     let mut profiles = BTreeMap::new();
@@ -182,49 +180,6 @@ fn parse_hex_digest(hex: &str) -> Option<[u8; 32]> {
         *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
     }
     Some(out)
-}
-
-pub(super) fn detector(raw: &RawDetect, problems: &mut Problems) -> Detector {
-    let enforce = match raw.mode.as_deref().unwrap_or("enforce") {
-        "enforce" => true,
-        "off" => false,
-        other => {
-            problems.hint("detect.mode", format!("unknown mode \"{other}\""), "enforce or off");
-            true
-        }
-    };
-    let builtins: Vec<Builtin> = match &raw.builtin {
-        None => Builtin::ALL.to_vec(),
-        Some(names) => names
-            .iter()
-            .enumerate()
-            .filter_map(|(i, name)| {
-                let found = Builtin::parse(name);
-                if found.is_none() {
-                    problems.hint(
-                        format!("detect.builtin[{i}]"),
-                        format!("unknown detector \"{name}\""),
-                        "email, phone, iban, card",
-                    );
-                }
-                found
-            })
-            .collect(),
-    };
-    let mut patterns = Vec::new();
-    for (i, pattern) in raw.patterns.iter().enumerate() {
-        match Regex::new(&pattern.regex) {
-            Ok(regex) => patterns.push((pattern.name.clone(), regex)),
-            Err(err) => problems.add(format!("detect.patterns[{i}].regex"), format!("not a valid regex: {err}")),
-        }
-    }
-    if !enforce {
-        return Detector::disabled();
-    }
-    Detector::new(&builtins, patterns).unwrap_or_else(|err| {
-        problems.add("detect", format!("built-in detector failed to compile: {err}"));
-        Detector::disabled()
-    })
 }
 
 #[cfg(test)]

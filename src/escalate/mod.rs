@@ -3,6 +3,7 @@
 //! attempt and skip in a [`Trail`].
 
 mod assemble;
+mod guard;
 pub mod judge;
 mod order;
 mod progress;
@@ -18,10 +19,11 @@ use tracing::{debug, error, warn};
 
 use crate::api::wire::ChatRequest;
 use crate::config::{Config, Profile, UpstreamConfig, VerifyConfig};
-use crate::policy::{Action, ContentClass, Plan, Step, Tier, Why};
+use crate::policy::{Action, ContentClass, Plan, PlannedStep, Step, Tier, Why};
 use crate::upstream::{Failure, Reply, Upstream, UpstreamError, Upstreams};
 use crate::warmth::{cold_start_fits, Warmth};
 
+pub use guard::{Guard, Guarded, Screened};
 pub use order::walk_order;
 pub use progress::{Progress, Snapshot};
 pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict};
@@ -99,6 +101,15 @@ pub fn is_verified(config: &Config, plan: &Plan, index: usize) -> bool {
 /// `fallback_to_rules_on_error`, straight to the rules reply. A rejected answer goes on
 /// to the next step with its feedback.
 pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
+    let local_output =
+        ctx.config.tasks.get(&plan.task).map_or(ctx.config.detect.local_output, |t| t.detect.local_output);
+    let mut guard = Guard::new(&ctx.config.detector, plan.class, local_output);
+    let mut outcome = walk(ctx, plan, &mut guard).await;
+    outcome.trail.reclassified = guard.reclassified().map(str::to_string);
+    outcome
+}
+
+async fn walk(ctx: &RunContext<'_>, plan: &Plan, guard: &mut Guard<'_>) -> Outcome {
     let mut trail = Trail::default();
     let mut last = None;
     let mut feedback: Vec<String> = Vec::new();
@@ -112,14 +123,17 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
             continue;
         }
         // The backstop, again, where bytes leave: whatever the plan says, sensitive
-        // content is never sent past this machine.
-        if plan.class == ContentClass::Sensitive && step.tier > Tier::Local {
-            error!(task = %plan.task, model = %step.model, "plan would send sensitive content off this machine; refused");
-            trail.skip(step, Why::Privacy { because: "sensitive content".into() });
+        // content — or a request a model's words made sensitive — never leaves this machine.
+        if guard.is_sensitive() && step.tier > Tier::Local {
+            if plan.class == ContentClass::Sensitive {
+                error!(task = %plan.task, model = %step.model, "plan would send sensitive content off this machine; refused");
+            }
+            trail.skip(step, guard.privacy_why());
             continue;
         }
         let Some(upstream) = ctx.upstreams.get(&step.upstream) else {
-            trail.skip(step, Why::Failed { upstream: step.upstream.clone(), error: "not configured".into() });
+            let why = Why::Failed { upstream: step.upstream.clone(), error: "not configured".into(), said: None };
+            trail.skip(step, why);
             continue;
         };
         if let (Some(env), None) = (&upstream.config.api_key_env, &upstream.config.api_key) {
@@ -129,7 +143,8 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
         // A later step can still answer: the only case where skipping a cold model for
         // time, or verifying an answer, makes sense. Plan steps are already within the
         // privacy ceiling, so this never escalates past it.
-        let later = order[position + 1..].iter().any(|&i| plan.steps[i].action == Action::Run);
+        let later_steps: Vec<&PlannedStep> = order[position + 1..].iter().map(|&i| &plan.steps[i]).collect();
+        let later = later_steps.iter().any(|s| guard.may_run(s));
         let warm = ctx.warmth.is_warm(&step.upstream, &step.upstream_model);
         if later {
             let remaining = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
@@ -141,8 +156,8 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
         let body = match ctx.request.body_for(&step.upstream_model, &feedback) {
             Ok(body) => body,
             Err(err) => {
-                let why =
-                    Why::Failed { upstream: step.upstream.clone(), error: format!("cannot encode the request: {err}") };
+                let error = format!("cannot encode the request: {err}");
+                let why = Why::Failed { upstream: step.upstream.clone(), error, said: None };
                 trail.skip(step, why);
                 continue;
             }
@@ -207,17 +222,33 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
                     result: Ok(Answer { step: step.clone(), produced: Produced::Upstream(reply) }),
                 };
             }
-            Ok(reply) => match judge_reply(ctx, plan, reply).await {
-                Judged::Accept { produced, completion, verify_time } => {
+            Ok(reply) => match judge_reply(ctx, plan, step, reply, guard, &later_steps).await {
+                Judged::Accept { produced, completion, verify_time, guarded } => {
                     trail.attempt(step, started.elapsed(), Verdict::Accept, None);
                     trail.warm_start(warm);
                     trail.verified(verify_time, usage(&completion));
+                    trail.guarded(guarded);
                     return Outcome { trail, result: Ok(Answer { step: step.clone(), produced }) };
                 }
-                Judged::Reject { feedback: said, completion, verify_time } => {
+                Judged::Reject { feedback: said, completion, verify_time, guarded } => {
                     trail.attempt(step, started.elapsed(), Verdict::Escalate, None);
                     trail.warm_start(warm);
                     trail.verified(verify_time, usage(&completion));
+                    trail.guarded(guarded);
+                    // The feedback goes to the next steps' prompts: screened like the answer.
+                    let source = format!("the feedback on the answer of {}/{}", step.tier, step.model);
+                    let said = match guard.screen(&said, &source) {
+                        Screened::Clean => said,
+                        Screened::Reclassified => {
+                            let found = guard.reclassified().unwrap_or(&source).to_string();
+                            trail.guarded(Some(Guarded::Reclassified { found }));
+                            said
+                        }
+                        Screened::Redacted { text, kinds } => {
+                            trail.guarded(Some(Guarded::FeedbackRedacted { kinds }));
+                            text
+                        }
+                    };
                     trail.rejected(said.clone());
                     debug!(task = %plan.task, model = %step.model, feedback = %said, "escalating");
                     if ctx.verify(plan).is_some_and(|v| v.feedback) {
@@ -235,7 +266,10 @@ pub async fn run(ctx: &RunContext<'_>, plan: &Plan) -> Outcome {
         if !failure.escalates() {
             return Outcome { trail, result: Err(RunError::Refused(failure)) };
         }
-        warn!(task = %plan.task, model = %step.model, error = %failure, "step failed");
+        // The upstream's own words may echo the prompt: the WARN line names the failure
+        // only; DEBUG has the message.
+        warn!(task = %plan.task, model = %step.model, upstream = %failure.upstream, error = %failure.summary(), "step failed");
+        debug!(task = %plan.task, model = %step.model, error = %failure, "step failed");
         if ctx.profile.fallback_to_rules_on_error {
             if let Some(answer) = rules_answer(plan, &mut trail) {
                 return Outcome { trail, result: Ok(answer) };
@@ -254,18 +288,27 @@ enum Judged {
         produced: Produced,
         completion: Value,
         verify_time: Duration,
+        guarded: Option<Guarded>,
     },
     Reject {
         feedback: String,
         completion: Value,
         verify_time: Duration,
+        guarded: Option<Guarded>,
     },
     /// The answer could not even be read (a broken stream, not a completion).
     Broken(UpstreamError),
 }
 
 /// Reads the whole answer (buffering a stream), then verifies it.
-async fn judge_reply(ctx: &RunContext<'_>, plan: &Plan, reply: Reply) -> Judged {
+async fn judge_reply(
+    ctx: &RunContext<'_>,
+    plan: &Plan,
+    step: &Step,
+    reply: Reply,
+    guard: &mut Guard<'_>,
+    later: &[&PlannedStep],
+) -> Judged {
     let (completion, produced) = match reply {
         Reply::Json(bytes) => match serde_json::from_slice::<Value>(&bytes) {
             Ok(completion) => (completion, Produced::Upstream(Reply::Json(bytes))),
@@ -278,11 +321,12 @@ async fn judge_reply(ctx: &RunContext<'_>, plan: &Plan, reply: Reply) -> Judged 
         },
     };
     let started = Instant::now();
-    let verdict = verify_answer(ctx, plan, &completion).await;
+    let mut guarded = None;
+    let verdict = verify_answer(ctx, plan, step, &completion, guard, later, &mut guarded).await;
     let verify_time = started.elapsed();
     match verdict {
-        Ok(()) => Judged::Accept { produced, completion, verify_time },
-        Err(feedback) => Judged::Reject { feedback, completion, verify_time },
+        Ok(()) => Judged::Accept { produced, completion, verify_time, guarded },
+        Err(feedback) => Judged::Reject { feedback, completion, verify_time, guarded },
     }
 }
 
@@ -294,7 +338,7 @@ fn why_failed(step: &Step, upstream: &Upstream, err: &UpstreamError) -> Why {
             base_url: upstream.config.base_url.to_string(),
             error: detail.clone(),
         },
-        _ => Why::Failed { upstream: step.upstream.clone(), error: err.short() },
+        _ => Why::Failed { upstream: step.upstream.clone(), error: err.summary(), said: err.said() },
     }
 }
 
@@ -322,8 +366,18 @@ fn protocol(upstream: &str, message: String) -> UpstreamError {
     UpstreamError::new(upstream, Failure::Protocol(message))
 }
 
-/// The task's checks, then its judge. `Err` is the feedback for the next step.
-async fn verify_answer(ctx: &RunContext<'_>, plan: &Plan, completion: &Value) -> Result<(), String> {
+/// The task's checks, then its judge. `Err` is the feedback for the next step. Before a
+/// judge above local sees the answer, the guard screens it: with personal data in it the
+/// judge is not asked (`guarded` says what happened instead).
+async fn verify_answer(
+    ctx: &RunContext<'_>,
+    plan: &Plan,
+    step: &Step,
+    completion: &Value,
+    guard: &mut Guard<'_>,
+    later: &[&PlannedStep],
+    guarded: &mut Option<Guarded>,
+) -> Result<(), String> {
     let Some(verify) = ctx.verify(plan) else { return Ok(()) };
     let candidate = Candidate::from_completion(completion);
     verify::run_checks(&verify.checks, &candidate, ctx.request)?;
@@ -335,18 +389,42 @@ async fn verify_answer(ctx: &RunContext<'_>, plan: &Plan, completion: &Value) ->
         .and_then(|m| Some((m, ctx.upstreams.get(&m.upstream)?)))
         .ok_or_else(|| format!("verifier error: judge \"{alias}\" is not configured"))?;
     let (model, upstream) = upstream;
-    if let Some(why) = judge_may_not_see(ctx.profile, plan.class, upstream.config.tier) {
-        return Err(format!("verifier error: judge \"{alias}\" may not see this request ({why})"));
-    }
-    if let (Some(env), None) = (&upstream.config.api_key_env, &upstream.config.api_key) {
-        return Err(format!("verifier error: judge \"{alias}\" has no API key ({env} is not set)"));
-    }
     let answer = if candidate.tool_calls.is_empty() {
         candidate.text.clone()
     } else {
         let calls: Vec<String> = candidate.tool_calls.iter().map(|(n, a)| format!("tool call {n}({a})")).collect();
         format!("{}\n{}", candidate.text, calls.join("\n"))
     };
+    let judge_tier = upstream.config.tier;
+    if judge_tier > Tier::Local {
+        let source = format!("the answer of {}/{}", step.tier, step.model);
+        match guard.screen(&answer, &source) {
+            Screened::Clean => {}
+            Screened::Reclassified => {
+                *guarded = Some(Guarded::Reclassified { found: guard.reclassified().unwrap_or(&source).to_string() });
+                // Nothing above local may run now: with no later step left, this answer is
+                // the last one, and the last answer is never verified.
+                if !later.iter().any(|s| guard.may_run(s)) {
+                    return Ok(());
+                }
+            }
+            Screened::Redacted { kinds, .. } => {
+                let feedback = format!(
+                    "the answer held personal data ({}), so the reviewer on tier {judge_tier} was not asked",
+                    kinds.join(", ")
+                );
+                *guarded = Some(Guarded::JudgeWithheld { kinds });
+                return Err(feedback);
+            }
+        }
+    }
+    let class = if guard.is_sensitive() { ContentClass::Sensitive } else { plan.class };
+    if let Some(why) = judge_may_not_see(ctx.profile, class, judge_tier) {
+        return Err(format!("verifier error: judge \"{alias}\" may not see this request ({why})"));
+    }
+    if let (Some(env), None) = (&upstream.config.api_key_env, &upstream.config.api_key) {
+        return Err(format!("verifier error: judge \"{alias}\" has no API key ({env} is not set)"));
+    }
     let prompt = judge::render(&verify.judge_prompt, ctx.request, &answer);
     match judge::ask(upstream, &model.name, prompt, verify.judge_timeout).await {
         Ok(verdict) if verdict.accept => Ok(()),

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::policy::{Locale, SkipReason, Step, Tier, Why};
+use super::Guarded;
+use crate::policy::{Detector, Locale, SkipReason, Step, Tier, Why};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -49,6 +50,8 @@ pub struct Attempt {
     pub warm_start: Option<bool>,
     /// The same step was tried again after this wait.
     pub retried_after: Option<Duration>,
+    /// What the guard did with what this step's model said (see `escalate::guard`).
+    pub guarded: Vec<Guarded>,
 }
 
 #[derive(Debug, Clone)]
@@ -95,6 +98,32 @@ pub struct EventView {
     /// Retried after this many ms.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after_ms: Option<u64>,
+    /// What the guard did with what this step's model said, without the data.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub local_output: Vec<GuardView>,
+}
+
+/// One thing the guard did, as JSON: `{"action": "feedback_redacted", "kinds": ["email"]}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct GuardView {
+    pub action: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<String>>,
+    /// For `reclassified`: what was found where (`detected email address in the answer of local/m`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub found: Option<String>,
+}
+
+impl GuardView {
+    fn of(guarded: &Guarded) -> Self {
+        let action = guarded.action();
+        match guarded {
+            Guarded::Reclassified { found } => GuardView { action, kinds: None, found: Some(found.clone()) },
+            Guarded::FeedbackRedacted { kinds } | Guarded::JudgeWithheld { kinds } => {
+                GuardView { action, kinds: Some(kinds.clone()), found: None }
+            }
+        }
+    }
 }
 
 impl Event {
@@ -116,6 +145,7 @@ impl Event {
                 completion_tokens: a.tokens.map(|t| t.1),
                 warm_start: a.warm_start,
                 retry_after_ms: a.retried_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+                local_output: a.guarded.iter().map(GuardView::of).collect(),
             },
             Event::Skip(s) => EventView {
                 kind: "skip",
@@ -133,6 +163,7 @@ impl Event {
                 completion_tokens: None,
                 warm_start: None,
                 retry_after_ms: None,
+                local_output: Vec::new(),
             },
         }
     }
@@ -149,6 +180,9 @@ impl Event {
 #[derive(Debug, Clone, Default)]
 pub struct Trail {
     pub events: Vec<Event>,
+    /// Why the run made a normal request sensitive (a model's words held personal
+    /// data), if it did.
+    pub reclassified: Option<String>,
 }
 
 impl Trail {
@@ -166,7 +200,15 @@ impl Trail {
             tokens: None,
             warm_start: None,
             retried_after: None,
+            guarded: Vec::new(),
         }));
+    }
+
+    /// The guard acted on what the last attempt's model said.
+    pub fn guarded(&mut self, guarded: Option<Guarded>) {
+        if let (Some(a), Some(g)) = (self.last_attempt(), guarded) {
+            a.guarded.push(g);
+        }
     }
 
     /// The last attempt is retried after `wait`.
@@ -302,6 +344,25 @@ impl Trail {
 
     pub fn views(&self, locale: Locale) -> Vec<EventView> {
         self.events.iter().map(|e| e.view(locale)).collect()
+    }
+
+    /// The views an audit log without content keeps: no upstream's own words (which may
+    /// echo the prompt), and personal data in messages and feedback redacted.
+    pub fn views_without_content(&self, locale: Locale, detector: &Detector) -> Vec<EventView> {
+        let redact = |text: String| detector.redact(&text).map_or(text, |r| r.text);
+        self.events
+            .iter()
+            .map(|event| {
+                let mut view = event.view(locale);
+                let why = match event {
+                    Event::Attempt(a) => a.failure.as_ref(),
+                    Event::Skip(s) => Some(&s.why),
+                };
+                view.message = why.map(|w| redact(w.without_content().explain(locale)));
+                view.feedback = view.feedback.map(redact);
+                view
+            })
+            .collect()
     }
 }
 

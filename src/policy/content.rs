@@ -51,14 +51,14 @@ pub struct Classification {
 }
 
 /// Where a class was stated.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
     Header,
     Metadata,
 }
 
 impl Source {
-    fn label(self) -> &'static str {
+    pub fn label(self) -> &'static str {
         match self {
             Source::Header => "header x-tierwise-content-class",
             Source::Metadata => "metadata.content_class",
@@ -70,7 +70,7 @@ impl Source {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UnknownClass {
     pub value: String,
-    pub source: &'static str,
+    pub source: Source,
 }
 
 /// The maximum of every input: a request may raise the task's class, never lower it.
@@ -89,7 +89,7 @@ pub fn classify(
         let parsed = value
             .trim()
             .parse::<ContentClass>()
-            .map_err(|()| UnknownClass { value: value.to_string(), source: source.label() })?;
+            .map_err(|()| UnknownClass { value: value.trim().to_string(), source: *source })?;
         if parsed == ContentClass::Sensitive {
             because.push(source.label().to_string());
         }
@@ -126,6 +126,6 @@ mod tests {
     #[test]
     fn an_unknown_value_is_an_error_not_normal() {
         let err = classify(ContentClass::Normal, &[(Source::Header, Some("secret"))], None).unwrap_err();
-        assert_eq!(err, UnknownClass { value: "secret".into(), source: "header x-tierwise-content-class" });
+        assert_eq!(err, UnknownClass { value: "secret".into(), source: Source::Header });
     }
 }

@@ -4,11 +4,13 @@
 mod content;
 mod detect;
 mod reason;
+mod scan;
 mod tier;
 
 pub use content::{classify, Classification, ContentClass, Source, UnknownClass};
-pub use detect::{Builtin, Detector};
+pub use detect::{Builtin, Detector, Finding, Normalized, Redacted, What, DEFAULT_PHONE_REGIONS};
 pub use reason::{nothing_answered, Locale, SkipReason, Why};
+pub use scan::{DetectPolicy, LocalOutput, Opaque, Path, Scanner, Segment, NOT_TEXT};
 pub use tier::Tier;
 
 use crate::config::{Config, Profile, TaskConfig};
@@ -118,7 +120,7 @@ pub struct PlanRequest<'a> {
 }
 
 /// The task policy of a direct model request: no minimum, normal content, no rules.
-fn direct_policy(alias: &str) -> TaskConfig {
+fn direct_policy(config: &Config, alias: &str) -> TaskConfig {
     TaskConfig {
         name: alias.to_string(),
         chain: vec![alias.to_string()],
@@ -128,6 +130,7 @@ fn direct_policy(alias: &str) -> TaskConfig {
         verify: crate::config::VerifyConfig::default(),
         prefer_warm: false,
         deadline: None,
+        detect: config.detect,
     }
 }
 
@@ -140,7 +143,7 @@ pub fn plan(config: &Config, request: &PlanRequest<'_>) -> Result<Plan, Refusal>
     let task = match config.tasks.get(&resolved.task).filter(|_| !resolved.direct) {
         Some(task) => task,
         None => {
-            direct = direct_policy(&resolved.task);
+            direct = direct_policy(config, &resolved.task);
             &direct
         }
     };

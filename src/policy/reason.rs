@@ -141,7 +141,10 @@ pub enum Why {
     },
     Failed {
         upstream: String,
+        /// What failed, without the upstream's own words.
         error: String,
+        /// The upstream's own message, if it sent one: content (it may echo the prompt).
+        said: Option<String>,
     },
 }
 
@@ -259,12 +262,29 @@ impl Why {
                 format!("{:.1}", expected_load.as_secs_f64()).replace('.', ","),
                 format!("{:.1}", remaining.as_secs_f64()).replace('.', ",")
             ),
-            (Locale::En, Why::Failed { upstream, error }) => {
-                format!("failed: {error} — check upstream \"{upstream}\"")
+            (Locale::En, Why::Failed { upstream, error, said }) => {
+                format!("failed: {error}{} — check upstream \"{upstream}\"", said_suffix(said))
             }
-            (Locale::De, Why::Failed { upstream, error }) => {
-                format!("fehlgeschlagen: {error} — prüfe Upstream \"{upstream}\"")
+            (Locale::De, Why::Failed { upstream, error, said }) => {
+                format!("fehlgeschlagen: {error}{} — prüfe Upstream \"{upstream}\"", said_suffix(said))
             }
+        }
+    }
+}
+
+fn said_suffix(said: &Option<String>) -> String {
+    said.as_ref().map(|m| format!(": {m}")).unwrap_or_default()
+}
+
+impl Why {
+    /// The same reason without the upstream's own words (for an audit log that keeps no
+    /// content).
+    pub fn without_content(&self) -> Why {
+        match self {
+            Why::Failed { upstream, error, .. } => {
+                Why::Failed { upstream: upstream.clone(), error: error.clone(), said: None }
+            }
+            other => other.clone(),
         }
     }
 }

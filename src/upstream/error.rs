@@ -110,7 +110,32 @@ impl UpstreamError {
         }
     }
 
-    /// A short reason for the trail and metrics.
+    /// What failed, without the upstream's own words (which may echo the prompt): for an
+    /// error status its code, and the error's `type` and `code` when the body has them.
+    pub fn summary(&self) -> String {
+        match &self.failure {
+            Failure::Status { status, body } => {
+                let kinds = error_kinds(body);
+                if kinds.is_empty() {
+                    format!("answered {}", status.as_u16())
+                } else {
+                    format!("answered {} ({})", status.as_u16(), kinds.join(", "))
+                }
+            }
+            _ => self.short(),
+        }
+    }
+
+    /// The upstream's own message, for an error status: content, kept out of logs and of
+    /// an audit log without content.
+    pub fn said(&self) -> Option<String> {
+        match &self.failure {
+            Failure::Status { body, .. } => Some(body_excerpt(body)).filter(|m| !m.is_empty()),
+            _ => None,
+        }
+    }
+
+    /// A short reason, with the upstream's message.
     pub fn short(&self) -> String {
         match &self.failure {
             Failure::Connect(msg) => format!("unreachable: {msg}"),
@@ -142,6 +167,22 @@ impl std::error::Error for UpstreamError {}
 pub fn retry_after_of(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
     value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0).map(Duration::from_secs_f64)
+}
+
+/// `type invalid_request_error`, `code context_length_exceeded`: an error body's
+/// identifiers, when they look like identifiers (never free text).
+fn error_kinds(body: &[u8]) -> Vec<String> {
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(body) else { return Vec::new() };
+    let error = value.get("error").filter(|e| e.is_object()).unwrap_or(&value);
+    ["type", "code"]
+        .into_iter()
+        .filter_map(|field| {
+            let id = error.get(field)?.as_str()?;
+            let plain = !id.is_empty() && id.len() <= 64;
+            let plain = plain && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            plain.then(|| format!("{field} {id}"))
+        })
+        .collect()
 }
 
 /// The error message inside an upstream's error body, or its first bytes.

@@ -215,7 +215,8 @@ async fn a_529_on_the_last_step_is_a_502_naming_the_overload() {
     assert_eq!(response.status(), 502);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_error");
-    assert!(body["error"]["message"].as_str().unwrap().contains("answered 503: Overloaded"), "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("answered 503 (type server_error, code overloaded_error): Overloaded"), "{body}");
 }
 
 #[tokio::test]

@@ -37,18 +37,18 @@ async fn the_privacy_backstop_holds_through_the_python_sdk() {
     let local = UpstreamDouble::start(Behaviour::status(500, "openai/error_500_server.json")).await;
     let cloud = UpstreamDouble::start(Behaviour::sse("openai/chat_stream_usage.sse")).await;
     let toml = format!(
-        "[upstreams.local]\ntier = \"local\"\nbase_url = \"{}\"\n[upstreams.cloud]\ntier = \"cloud\"\nbase_url = \"{}\"\n\
+        "[upstreams.local]\ntier = \"local\"\nbase_url = \"{}\"\ncircuit_failures = 0\n[upstreams.cloud]\ntier = \"cloud\"\nbase_url = \"{}\"\n\
          [models.smollm2]\nupstream = \"local\"\n[models.gpt]\nupstream = \"cloud\"\n\
          [tasks.chat]\nchain = [\"smollm2\", \"gpt\"]\n[profiles.default]\ncloud_consent = true\n",
         local.base_url(),
         cloud.base_url()
     );
     let app = TestApp::start(&toml).await;
-    run_python("openai_privacy_test.py", &app, 3).await;
-    // Four sensitive requests failed on the local step; only the normal one went out.
-    assert_eq!(local.calls(), 5);
+    run_python("openai_privacy_test.py", &app, 4).await;
+    // Six sensitive requests failed on the local step; only the normal one went out.
+    assert_eq!(local.calls(), 7);
     assert_eq!(cloud.calls(), 1);
-    assert!(cloud.received().iter().all(|r| !r.body.to_string().contains("example.it")));
+    assert_eq!(cloud.saw("example.it") + cloud.saw("iVBORw0KGgo") + cloud.saw("DE89"), 0);
 }
 
 #[tokio::test]

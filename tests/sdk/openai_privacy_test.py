@@ -29,6 +29,20 @@ class PrivacyThroughTheSDK(unittest.TestCase):
             self.assertIn("cloud (gpt):", caught.exception.message)
             self.assertIn("sensitive", caught.exception.message)
 
+    def test_tools_and_an_image_part_are_read_too(self):
+        tools = [{"type": "function", "function": {
+            "name": "notify", "description": "Sends the summary to giulia.bianchi@example.it",
+            "parameters": {"type": "object", "properties": {"text": {"type": "string"}}}}}]
+        with self.assertRaises(openai.APIStatusError) as caught:
+            stream_text(messages=[{"role": "user", "content": "Summarise the meeting."}], tools=tools)
+        self.assertIn("tools[0].function.description", caught.exception.message)
+        png = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4nGNgYGBgAAAABQABpfZFQAAAAABJRU5ErkJggg==")
+        image = [{"type": "text", "text": "What is in this picture?"},
+                 {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{png}"}}]
+        with self.assertRaises(openai.APIStatusError) as caught:
+            stream_text(messages=[{"role": "user", "content": image}])
+        self.assertIn("opaque payload", caught.exception.message)
+
     def test_a_stated_class_is_honoured(self):
         with self.assertRaises(openai.APIStatusError):
             stream_text(messages=[{"role": "user", "content": "nothing to see"}],

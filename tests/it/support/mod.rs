@@ -1,6 +1,7 @@
 //! Test support: tierwise itself on 127.0.0.1:0, upstream doubles (chat; llama-swap and
 //! ollama warmth), the real local LLM.
 
+pub mod bodies;
 pub mod faulty;
 pub mod llama;
 pub mod llama_swap;

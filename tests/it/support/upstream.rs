@@ -62,6 +62,8 @@ pub struct Received {
     pub uri: Uri,
     pub headers: HeaderMap,
     pub body: Value,
+    /// The body's bytes exactly as they arrived, for counting planted needles.
+    pub raw: Bytes,
 }
 
 struct Shared {
@@ -115,6 +117,21 @@ impl UpstreamDouble {
         self.shared.received.lock().unwrap().clone()
     }
 
+    /// How many of the requests this double received hold `needle` anywhere in their
+    /// bytes: as written, or as JSON escapes it (`\u0040`), or in any string of the body
+    /// once JSON escapes are undone.
+    pub fn saw(&self, needle: &str) -> usize {
+        let escaped = serde_json::to_string(needle).unwrap();
+        let escaped = escaped.trim_matches('"');
+        self.received()
+            .iter()
+            .filter(|r| {
+                let raw = String::from_utf8_lossy(&r.raw);
+                raw.contains(needle) || raw.contains(escaped) || r.body.to_string().contains(escaped)
+            })
+            .count()
+    }
+
     /// Waits (bounded) until a stream was dropped before it finished.
     pub async fn wait_abandoned_stream(&self, within: Duration) -> bool {
         let wait = async {
@@ -145,9 +162,9 @@ impl Drop for StreamGuard {
     }
 }
 
-async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
-    let body = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    shared.received.lock().unwrap().push(Received { uri, headers, body });
+async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
+    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    shared.received.lock().unwrap().push(Received { uri, headers, body, raw });
     let scripted = shared.script.lock().unwrap().pop_front();
     let behaviour = scripted.unwrap_or_else(|| shared.behaviour.clone());
     match behaviour {
