@@ -1,4 +1,4 @@
-//! `kind = "anthropic"` upstreams through tierwise: the README's Anthropic snippet
+//! `kind = "anthropic"` upstreams through tierwise: docs/providers.md's Anthropic snippet
 //! pointed at a double serving the recorded and documented Messages bodies
 //! (`tests/fixtures/anthropic/`), and at the real llama-server's `/v1/messages`.
 
@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use crate::providers::{app_for, pointed_at, readme_snippet, with_fallback_step};
+use crate::providers::{app_for, doc_snippet, pointed_at, with_fallback_step};
 use crate::support::llama::LlamaServer;
 use crate::support::*;
 
@@ -26,7 +26,7 @@ fn streamed_text(chunks: &[Value]) -> String {
     chunks.iter().filter_map(|c| c["choices"].get(0).and_then(|ch| ch["delta"]["content"].as_str())).collect()
 }
 
-/// A Messages double, and tierwise on the README's Anthropic snippet pointed at it.
+/// A Messages double, and tierwise on docs/providers.md's Anthropic snippet pointed at it.
 async fn anthropic(behaviour: Behaviour) -> (UpstreamDouble, TestApp) {
     let double = UpstreamDouble::start(behaviour).await;
     let app = app_for("anthropic", &double, "").await;
@@ -87,8 +87,8 @@ async fn a_messages_answer_comes_back_as_a_chat_completion() {
 #[tokio::test]
 async fn max_tokens_default_is_per_upstream_and_the_request_wins() {
     let double = UpstreamDouble::start(Behaviour::json("anthropic/text_max_tokens.json")).await;
-    let snippet = pointed_at(&readme_snippet("anthropic"), &double)
-        .replace("max_tokens_default = 4096", "max_tokens_default = 99");
+    let snippet =
+        pointed_at(&doc_snippet("anthropic"), &double).replace("max_tokens_default = 4096", "max_tokens_default = 99");
     let app = TestApp::start_with_env(
         &format!("{snippet}\n[profiles.default]\ncloud_consent = true\n"),
         &[("ANTHROPIC_API_KEY", "k")],

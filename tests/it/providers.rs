@@ -1,4 +1,4 @@
-//! OpenAI-compatible cloud and self-hosted providers by config alone: the README's
+//! OpenAI-compatible cloud and self-hosted providers by config alone: docs/providers.md's
 //! snippets, pointed at doubles serving each provider's documented bodies, must send the
 //! URL path, query and key header the provider expects — and nothing of the client's.
 
@@ -6,7 +6,7 @@ use serde_json::{json, Value};
 
 use crate::support::*;
 
-/// Every upstream key variable the README's snippets name, with a value per provider.
+/// Every upstream key variable the documented snippets name, with a value per provider.
 const KEYS: [(&str, &str); 8] = [
     ("OPENAI_API_KEY", "sk-openai-upstream"),
     ("ANTHROPIC_API_KEY", "sk-ant-upstream"),
@@ -21,22 +21,22 @@ const KEYS: [(&str, &str); 8] = [
 /// What a client sends that must never reach an upstream.
 const CLIENT_SECRET: &str = "client-secret-must-not-travel";
 
-/// The TOML blocks of the README's "Cloud providers" section.
-pub fn readme_snippets() -> Vec<String> {
-    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
-    let start = readme.find("\n## Cloud providers\n").expect("README has a Cloud providers section");
-    let section = &readme[start + 1..];
+/// The TOML blocks of the "Cloud providers" section of docs/providers.md.
+pub fn doc_snippets() -> Vec<String> {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/providers.md")).unwrap();
+    let start = doc.find("\n## Cloud providers\n").expect("docs/providers.md has a Cloud providers section");
+    let section = &doc[start + 1..];
     let section = &section[..section[3..].find("\n## ").map_or(section.len(), |end| end + 3)];
     section.split("```toml\n").skip(1).map(|block| block.split("```").next().unwrap().to_string()).collect()
 }
 
-/// The README snippet configuring `[upstreams.NAME]`.
-pub fn readme_snippet(upstream: &str) -> String {
+/// The documented snippet configuring `[upstreams.NAME]`.
+pub fn doc_snippet(upstream: &str) -> String {
     let header = format!("[upstreams.{upstream}]");
-    readme_snippets()
+    doc_snippets()
         .into_iter()
         .find(|block| block.contains(&header))
-        .unwrap_or_else(|| panic!("no README snippet for {header}"))
+        .unwrap_or_else(|| panic!("docs/providers.md has no snippet for {header}"))
 }
 
 /// `snippet` with its `base_url`'s scheme, host and port replaced by the double's,
@@ -56,12 +56,10 @@ pub fn pointed_at(snippet: &str, double: &UpstreamDouble) -> String {
         .join("\n")
 }
 
-/// tierwise on one README snippet (pointed at `double`), every key set, cloud consent.
+/// tierwise on one documented snippet (pointed at `double`), every key set, cloud consent.
 pub async fn app_for(upstream: &str, double: &UpstreamDouble, extra: &str) -> TestApp {
-    let toml = format!(
-        "{}\n{extra}\n[profiles.default]\ncloud_consent = true\n",
-        pointed_at(&readme_snippet(upstream), double)
-    );
+    let toml =
+        format!("{}\n{extra}\n[profiles.default]\ncloud_consent = true\n", pointed_at(&doc_snippet(upstream), double));
     TestApp::start_with_env(&toml, &KEYS).await
 }
 
@@ -123,7 +121,7 @@ async fn check_provider(expect: Expect) {
     }
     assert!(received.headers.get("cookie").is_none());
     // The model alias is resolved to the provider's model name.
-    let upstream_model = readme_snippet(expect.upstream)
+    let upstream_model = doc_snippet(expect.upstream)
         .lines()
         .find_map(|l| l.strip_prefix("name = \""))
         .map(|rest| rest.split('"').next().unwrap().to_string());
@@ -131,16 +129,16 @@ async fn check_provider(expect: Expect) {
 }
 
 #[test]
-fn every_readme_provider_snippet_is_a_valid_config() {
-    let snippets = readme_snippets();
+fn every_documented_provider_snippet_is_a_valid_config() {
+    let snippets = doc_snippets();
     let all = snippets.join("\n");
     for upstream in ["openai", "anthropic", "azure", "gemini", "openrouter", "groq", "together", "vllm", "ollama"] {
-        assert!(all.contains(&format!("[upstreams.{upstream}]")), "the README has no snippet for {upstream}");
+        assert!(all.contains(&format!("[upstreams.{upstream}]")), "docs/providers.md has no snippet for {upstream}");
     }
     let config = tierwise::config::load_from_str(&all, &|name: &str| {
         KEYS.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
     })
-    .unwrap_or_else(|e| panic!("the README's provider snippets do not load: {e}"));
+    .unwrap_or_else(|e| panic!("the provider snippets of docs/providers.md do not load: {e}"));
     assert_eq!(config.upstreams.len(), snippets.len(), "one upstream per snippet");
     let azure = &config.upstreams["azure"];
     assert_eq!(azure.query, vec![("api-version".to_string(), "2024-10-21".to_string())]);
