@@ -9,6 +9,7 @@ mod chain;
 mod cli;
 mod dashboard;
 mod detector;
+mod docs;
 mod edge;
 mod errors;
 mod faults;
