@@ -90,6 +90,40 @@ fn every_relative_link_points_at_a_file_and_heading_that_exist() {
 }
 
 #[test]
+fn every_source_path_the_docs_name_exists_and_every_module_is_in_the_architecture() {
+    let mut problems = Vec::new();
+    for (file, text) in doc_files() {
+        for span in code_spans(&text) {
+            let path = span.trim_end_matches('/');
+            if (span.starts_with("src/") || span.starts_with("tests/")) && !Path::new(ROOT).join(path).exists() {
+                problems.push(format!("{file} names `{span}`, which does not exist"));
+            }
+        }
+    }
+    let architecture = read("docs/architecture.md");
+    // In the module table, the files a row names are inside the row's directory.
+    for cells in table_rows(&architecture) {
+        let Some(dir) = first_code_span(&cells[0]).filter(|d| d.starts_with("src/") && d.ends_with('/')) else {
+            continue;
+        };
+        for name in cells.get(1).map(|c| code_spans(c)).unwrap_or_default() {
+            if (name.ends_with(".rs") || name.ends_with('/')) && !Path::new(ROOT).join(&dir).join(&name).exists() {
+                problems.push(format!("docs/architecture.md lists `{name}` under `{dir}`, which has no such file"));
+            }
+        }
+    }
+    for entry in std::fs::read_dir(Path::new(ROOT).join("src")).unwrap() {
+        let entry = entry.unwrap();
+        let name = entry.file_name().to_string_lossy().to_string();
+        let module = if entry.path().is_dir() { format!("`src/{name}/`") } else { format!("`src/{name}`") };
+        if !architecture.contains(&module) {
+            problems.push(format!("{module} is not in docs/architecture.md"));
+        }
+    }
+    assert!(problems.is_empty(), "docs and src/ disagree:\n  {}", problems.join("\n  "));
+}
+
+#[test]
 fn the_checks_see_a_removed_row() {
     let observability = read("docs/observability.md");
     let without = observability.replace("| `tierwise_shed_total` |", "| shed |");
