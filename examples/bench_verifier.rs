@@ -8,8 +8,8 @@ use std::time::Instant;
 
 use regex::Regex;
 use serde_json::{json, Value};
-use tierwise::api::wire::ChatRequest;
 use tierwise::escalate::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
+use tierwise::openai::ChatRequest;
 
 fn main() {
     // A JSON answer of just under 4 KiB that satisfies the schema, as a model would send it.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use axum::routing::{get, post};
 use axum::Router;
-use tierwise::app::{self, AppState};
+use tierwise::app::AppState;
 use tierwise::config;
 use tierwise::metrics::Metrics;
 use tierwise::warmth::{Observation, Warmth};
@@ -76,10 +76,8 @@ async fn round(upstream: SocketAddr, warmth: &str, n: usize) -> Vec<f64> {
     let state = AppState::new(config).expect("state");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/v1/chat/completions", listener.local_addr().expect("addr"));
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
+    let stop = state.shutdown.clone();
+    let server = tokio::spawn(tierwise::server::serve(listener, state));
     let client = reqwest::Client::builder().no_proxy().build().expect("client");
     let body = serde_json::json!({"model": "chat", "messages": [{"role": "user", "content": "Say hello."}]});
     let mut micros = Vec::with_capacity(n);
@@ -90,7 +88,7 @@ async fn round(upstream: SocketAddr, warmth: &str, n: usize) -> Vec<f64> {
         response.bytes().await.expect("body");
         micros.push(started.elapsed().as_secs_f64() * 1e6);
     }
-    let _ = stop.send(());
+    stop.cancel();
     let _ = server.await;
     micros
 }

@@ -1,7 +1,6 @@
-//! Application state, the route table, the tower stack (read top to bottom, outer layer
-//! first), and serving with graceful shutdown.
+//! Application state, the route table, and the tower stack (read top to bottom, outer
+//! layer first). Serving is in [`crate::server`].
 
-use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -12,11 +11,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use http::HeaderValue;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
-use tokio::sync::Notify;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
@@ -28,15 +22,16 @@ use crate::api::admission::Admission;
 use crate::api::extract::BodyReadTimeout;
 use crate::api::rate_limit::RateLimiter;
 use crate::audit::Audit;
-use crate::config::{self, Config, ConfigSource};
+use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
-use crate::upstream::Upstreams;
+use crate::shutdown::CancellationToken;
+use crate::upstream::{BuildError, Upstreams};
 use crate::warmth::{Probers, Warmth};
 
-/// What a config builds. Swapped whole on reload; a request keeps the one it started
-/// with until it is done.
-pub struct Runtime {
+/// What one config builds: the config, its upstream clients, its warmth. Replaced whole
+/// on reload; a request keeps the generation it started with until it is done.
+pub struct Generation {
     pub config: Arc<Config>,
     /// One pooled client per upstream, shared by all requests.
     pub upstreams: Arc<Upstreams>,
@@ -46,110 +41,119 @@ pub struct Runtime {
     pub loaded_at_unix: u64,
 }
 
-impl Runtime {
-    fn build(config: Config, metrics: &Metrics) -> Result<Self, String> {
+impl Generation {
+    fn build(config: Config, metrics: &Metrics) -> Result<Self, BuildError> {
         let upstreams = Upstreams::from_config(&config)?;
         let warmth = Warmth::new(&config, metrics.clone())?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-        Ok(Runtime { config: Arc::new(config), upstreams: Arc::new(upstreams), warmth, loaded_at_unix })
+        Ok(Generation { config: Arc::new(config), upstreams: Arc::new(upstreams), warmth, loaded_at_unix })
     }
+}
+
+/// tierwise cannot start with this config.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot register metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("cannot open the audit log {path} (audit.path): {source}")]
+    Audit {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Build(#[from] BuildError),
 }
 
 /// Everything a handler needs; cheap to clone.
 #[derive(Clone)]
 pub struct AppState {
-    /// The current runtime; replaced atomically by [`AppState::reload`].
-    runtime: Arc<RwLock<Arc<Runtime>>>,
+    /// The current generation; replaced atomically by [`AppState::install`].
+    generation: Arc<RwLock<Arc<Generation>>>,
     pub metrics: Metrics,
-    /// The audit log's sending side; closed (flushed) when `serve` ends.
+    /// The audit log's sending side; closed (flushed) when serving ends.
     pub audit: Arc<Audit>,
     /// Load shedding for chat completions (`server.max_concurrent_requests`).
     pub admission: Arc<Admission>,
     /// Per-key rate limits; kept across reloads.
     pub rate_limits: Arc<RateLimiter>,
-    /// The warmth probers of the current runtime; restarted on reload, stopped when
-    /// `serve` ends.
+    /// The root of the shutdown tree: cancelled on SIGINT or SIGTERM (or by a test).
+    pub shutdown: CancellationToken,
+    /// The warmth probers of the current generation: restarted on reload, stopped with
+    /// the shutdown tree.
     probers: Arc<tokio::sync::Mutex<Option<Probers>>>,
 }
 
 impl AppState {
-    pub fn new(config: Config) -> Result<Self, String> {
-        let metrics = Metrics::new().map_err(|e| format!("cannot register metrics: {e}"))?;
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        let metrics = Metrics::new()?;
         let audit = match &config.audit {
             None => Audit::disabled(),
             Some(audit) => Audit::start(audit)
-                .map_err(|e| format!("cannot open the audit log {} (audit.path): {e}", audit.path.display()))?,
+                .map_err(|source| StartError::Audit { path: audit.path.display().to_string(), source })?,
         };
         let server = &config.server;
         let admission = Admission::new(server.max_concurrent_requests, server.queue_limit, server.queue_wait);
-        let runtime = Runtime::build(config, &metrics)?;
+        let generation = Generation::build(config, &metrics)?;
         Ok(AppState {
-            runtime: Arc::new(RwLock::new(Arc::new(runtime))),
+            generation: Arc::new(RwLock::new(Arc::new(generation))),
             admission: Arc::new(admission),
             rate_limits: Arc::new(RateLimiter::default()),
             metrics,
             audit: Arc::new(audit),
+            shutdown: CancellationToken::new(),
             probers: Arc::new(tokio::sync::Mutex::new(None)),
         })
     }
 
-    /// The current runtime: config, upstream clients, warmth.
-    pub fn runtime(&self) -> Arc<Runtime> {
-        self.runtime.read().unwrap_or_else(|e| e.into_inner()).clone()
+    /// The current generation: config, upstream clients, warmth.
+    pub fn generation(&self) -> Arc<Generation> {
+        self.generation.read().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
-    /// Replaces the runtime with one built from `config`: new requests use it, requests
-    /// in flight finish on the old one. `server` and `audit` settings need a restart and
-    /// keep their old values (logged).
-    pub async fn reload(&self, config: Config) -> Result<(), String> {
-        let old = self.runtime();
-        if format!("{:?}", old.config.server) != format!("{:?}", config.server)
-            || format!("{:?}", old.config.audit) != format!("{:?}", config.audit)
-        {
+    /// Starts the current generation's warmth probers (once serving starts).
+    pub async fn start_probers(&self) {
+        let mut probers = self.probers.lock().await;
+        if let Some(old) = probers.take() {
+            old.stop().await;
+        }
+        *probers = Some(self.generation().warmth.start(self.shutdown.child_token()));
+    }
+
+    /// Stops the warmth probers and waits until no probe is in flight.
+    pub async fn stop_probers(&self) {
+        if let Some(probers) = self.probers.lock().await.take() {
+            probers.stop().await;
+        }
+    }
+
+    /// Replaces the generation with one built from `config`: new requests use it,
+    /// requests in flight finish on the old one. `server` and `audit` settings need a
+    /// restart and keep their old values (logged).
+    pub async fn install(&self, config: Config) -> Result<(), BuildError> {
+        let old = self.generation();
+        if old.config.server != config.server || old.config.audit != config.audit {
             warn!("the new config changes [server] or [audit]: those need a restart and keep their old values");
         }
         let mut config = config;
         config.server = old.config.server.clone();
         config.audit = old.config.audit.clone();
-        let runtime = Arc::new(Runtime::build(config, &self.metrics)?);
+        let generation = Arc::new(Generation::build(config, &self.metrics)?);
         let mut probers = self.probers.lock().await;
         if let Some(old) = probers.take() {
             old.stop().await;
         }
-        *probers = Some(runtime.warmth.start());
-        *self.runtime.write().unwrap_or_else(|e| e.into_inner()) = runtime;
+        if !self.shutdown.is_cancelled() {
+            *probers = Some(generation.warmth.start(self.shutdown.child_token()));
+        }
+        *self.generation.write().unwrap_or_else(|e| e.into_inner()) = generation;
         info!("config reloaded");
         Ok(())
     }
 }
 
-/// Reloads the config from where it came from (its file, or the built-in default with
-/// the current environment). A config that fails validation is refused with every
-/// problem, counted, and the old one stays.
-pub async fn reload_from_source(state: &AppState) -> Result<(), String> {
-    let source = state.runtime().config.source.clone();
-    let env = |name: &str| std::env::var(name).ok();
-    let loaded = match &source {
-        ConfigSource::File(path) => config::load(Some(path), &env).map_err(|e| e.to_string()),
-        ConfigSource::BuiltIn => config::load(None, &env).map_err(|e| e.to_string()),
-        ConfigSource::Inline => Err("this config was given inline and has no file to reload".to_string()),
-    };
-    let result = match loaded {
-        Ok(config) => state.reload(config).await,
-        Err(err) => Err(err),
-    };
-    match &result {
-        Ok(()) => state.metrics.config_reload("applied"),
-        Err(err) => {
-            state.metrics.config_reload("rejected");
-            warn!("config reload refused, the old config stays: {err}");
-        }
-    }
-    result
-}
-
 pub fn build_router(state: AppState) -> Router {
-    let runtime = state.runtime();
+    let runtime = state.generation();
     let server = &runtime.config.server;
     let edge = ServiceBuilder::new()
         // Request id: keep the caller's x-request-id or make one, and echo it back.
@@ -182,117 +186,6 @@ pub fn build_router(state: AppState) -> Router {
 /// The router of `server.metrics_listen`: `/metrics` only.
 pub fn metrics_router(state: AppState) -> Router {
     Router::new().route("/metrics", get(api::health::metrics)).fallback(api::unknown_url).with_state(state)
-}
-
-/// Starts the warmth probers and serves until `shutdown` resolves; then stops the
-/// probers, stops accepting and lets in-flight requests (streams included) finish for up
-/// to `server.shutdown_grace_ms`; then flushes and closes the audit log.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let server_config = state.runtime().config.server.clone();
-    let grace = server_config.shutdown_grace;
-    let audit = state.audit.clone();
-    let (stop_metrics, metrics_stopped) = tokio::sync::watch::channel(false);
-    if let Some(addr) = server_config.metrics_listen {
-        let listener = TcpListener::bind(addr).await?;
-        info!(%addr, "metrics listening");
-        let router = metrics_router(state.clone());
-        let mut stopped = metrics_stopped;
-        let stop = async move {
-            let _ = stopped.wait_for(|stop| *stop).await;
-        };
-        tokio::spawn(serve_connections(listener, router, server_config.clone(), stop));
-    }
-    let signalled = Arc::new(Notify::new());
-    let notify = signalled.clone();
-    *state.probers.lock().await = Some(state.runtime().warmth.start());
-    let probers = state.probers.clone();
-    let watcher = crate::reload::watch(state.clone());
-    let stop = async move {
-        shutdown.await;
-        info!(grace_ms = grace.as_millis() as u64, "shutting down: no new connections, finishing in-flight requests");
-        if let Some(probers) = probers.lock().await.take() {
-            probers.stop().await;
-        }
-        notify.notify_one();
-    };
-    let server = serve_connections(listener, build_router(state), server_config, stop);
-    tokio::select! {
-        () = server => {}
-        () = grace_expired(signalled, grace) => warn!("grace period over: dropping the requests still in flight"),
-    }
-    if let Some(watcher) = watcher {
-        watcher.abort();
-    }
-    let _ = stop_metrics.send(true);
-    audit.close().await;
-    if audit.lost() > 0 {
-        warn!(lost = audit.lost(), "audit records were lost (see tierwise_audit_lost_total)");
-    }
-    Ok(())
-}
-
-/// Accepts HTTP/1.1 connections and serves `router` on each until `stop` resolves; then
-/// stops accepting and waits for open connections to finish their requests. A client
-/// gets `server.header_read_timeout_ms` to send each request's head (also the idle
-/// keep-alive limit) and `server.max_header_bytes` for it (larger: 431).
-async fn serve_connections(
-    listener: TcpListener,
-    router: Router,
-    server: crate::config::ServerConfig,
-    stop: impl Future<Output = ()>,
-) {
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(server.header_read_timeout)
-        .max_header_size(server.max_header_bytes)
-        .max_buf_size(server.max_header_bytes.max(MIN_READ_BUFFER));
-    let connections = GracefulShutdown::new();
-    let mut stop = std::pin::pin!(stop);
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            () = &mut stop => break,
-        };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
-            Err(err) => {
-                // Out of file descriptors and the like: wait a moment rather than spin.
-                warn!(error = %err, "cannot accept a connection");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        no_delay(&stream);
-        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(router.clone()));
-        let connection = connections.watch(connection);
-        tokio::spawn(async move {
-            if let Err(err) = connection.await {
-                tracing::debug!(error = %err, "connection ended with an error");
-            }
-        });
-    }
-    drop(listener);
-    connections.shutdown().await;
-}
-
-/// hyper's smallest read buffer; `max_header_bytes` below it is refused by validation.
-const MIN_READ_BUFFER: usize = 8 * 1024;
-
-// Events must leave as they are written: without TCP_NODELAY, Nagle's algorithm holds a
-// stream's small SSE writes back ~40 ms behind the client's delayed ACK.
-fn no_delay(stream: &tokio::net::TcpStream) {
-    if let Err(err) = stream.set_nodelay(true) {
-        tracing::debug!(error = %err, "cannot set TCP_NODELAY on an accepted connection");
-    }
-}
-
-async fn grace_expired(signalled: Arc<Notify>, grace: Duration) {
-    signalled.notified().await;
-    tokio::time::sleep(grace).await;
 }
 
 /// When `server.request_timeout_ms` cuts the request off: put in the request's extensions

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use tracing::{error, warn};
 
 /// `[audit]`, validated.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditConfig {
     pub path: PathBuf,
     /// Include the request's messages and the answer. Default false.

@@ -35,7 +35,7 @@ pub enum ApiError {
     /// 408: the client did not send its body within `server.body_read_timeout_ms`.
     BodyTimeout(Duration),
     /// An upstream's own 4xx, passed on with its status and message.
-    Refused(Box<Refusal>),
+    Rejected(Box<UpstreamRejection>),
     /// 502/503/504: no step produced an answer. `message` lists every step;
     /// `skipped` has the same, machine-readable.
     Exhausted {
@@ -52,9 +52,9 @@ pub enum ApiError {
     Internal(String),
 }
 
-/// An upstream's 4xx as tierwise passes it on.
+/// An upstream's 4xx (it rejected the request itself) as tierwise passes it on.
 #[derive(Debug)]
-pub struct Refusal {
+pub struct UpstreamRejection {
     pub status: StatusCode,
     pub upstream: String,
     pub message: String,
@@ -97,7 +97,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
-            ApiError::Refused(r) => r.status,
+            ApiError::Rejected(r) => r.status,
             ApiError::Exhausted { status, .. } | ApiError::Overloaded { status, .. } => *status,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -105,7 +105,7 @@ impl ApiError {
 
     /// From an upstream's 4xx: keeps its status, type, param and code; prefixes its
     /// message with the upstream's name and removes `key` from it.
-    pub fn refused(err: &UpstreamError, key: Option<&str>) -> Self {
+    pub fn rejected(err: &UpstreamError, key: Option<&str>) -> Self {
         let Failure::Status { status, body } = &err.failure else {
             return ApiError::Exhausted {
                 status: StatusCode::BAD_GATEWAY,
@@ -122,7 +122,7 @@ impl ApiError {
         if let Some(key) = key.filter(|k| k.len() >= 8) {
             message = message.replace(key, "[redacted]");
         }
-        ApiError::Refused(Box::new(Refusal {
+        ApiError::Rejected(Box::new(UpstreamRejection {
             status: *status,
             upstream: err.upstream.clone(),
             message,
@@ -147,7 +147,7 @@ impl ApiError {
             | ApiError::Unauthorized(_) => "invalid_request_error",
             ApiError::Forbidden { .. } => "permission_error",
             ApiError::RequestTimeout(_) | ApiError::BodyTimeout(_) => "timeout_error",
-            ApiError::Refused(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
+            ApiError::Rejected(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
             ApiError::Exhausted { .. } => "upstream_error",
             ApiError::Overloaded { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             ApiError::Overloaded { .. } => "overloaded_error",
@@ -179,7 +179,7 @@ impl ApiError {
             ApiError::BodyTimeout(after) => {
                 format!("the request body did not arrive within {} ms (server.body_read_timeout_ms)", after.as_millis())
             }
-            ApiError::Refused(r) => format!("upstream \"{}\": {}", r.upstream, r.message),
+            ApiError::Rejected(r) => format!("upstream \"{}\": {}", r.upstream, r.message),
             ApiError::Exhausted { message, .. } | ApiError::Overloaded { message, .. } => message.clone(),
             ApiError::Internal(message) => message.clone(),
         }
@@ -189,7 +189,7 @@ impl ApiError {
         match self {
             ApiError::InvalidRequest { param, .. } => param.clone().map(Value::String),
             ApiError::ModelNotFound { .. } => Some(Value::String("model".into())),
-            ApiError::Refused(r) => r.param.clone(),
+            ApiError::Rejected(r) => r.param.clone(),
             _ => None,
         }
     }
@@ -206,7 +206,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => "method_not_allowed",
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::BodyTimeout(_) => "request_body_timeout",
-            ApiError::Refused(r) => return r.code.clone(),
+            ApiError::Rejected(r) => return r.code.clone(),
             ApiError::Exhausted { code, .. } | ApiError::Overloaded { code, .. } => code,
             ApiError::Internal(_) => "internal_error",
         };
@@ -248,7 +248,7 @@ impl IntoResponse for ApiError {
             response.headers_mut().insert(http::header::RETRY_AFTER, HeaderValue::from(seconds.max(1)));
         }
         if let Some(retry_after) = match &self {
-            ApiError::Refused(refusal) => refusal.retry_after.clone(),
+            ApiError::Rejected(refusal) => refusal.retry_after.clone(),
             _ => None,
         } {
             response.headers_mut().insert(RETRY_AFTER, retry_after);
@@ -284,7 +284,7 @@ mod tests {
             "openai",
             Failure::Status { status: StatusCode::UNAUTHORIZED, body: Bytes::from(upstream_body) },
         );
-        let api = ApiError::refused(&err, Some("sk-secret-123456"));
+        let api = ApiError::rejected(&err, Some("sk-secret-123456"));
         let body = json(&api);
         assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
         assert_eq!(body["error"]["code"], "invalid_api_key");
@@ -300,11 +300,11 @@ mod tests {
         let err =
             UpstreamError::new("openai", Failure::Status { status: StatusCode::TOO_MANY_REQUESTS, body: body.into() })
                 .with_retry_after(Some(Duration::from_secs(20)));
-        let response = ApiError::refused(&err, None).into_response();
+        let response = ApiError::rejected(&err, None).into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[RETRY_AFTER], "20");
         let without =
             UpstreamError::new("openai", Failure::Status { status: StatusCode::BAD_REQUEST, body: body.into() });
-        assert!(ApiError::refused(&without, None).into_response().headers().get(RETRY_AFTER).is_none());
+        assert!(ApiError::rejected(&without, None).into_response().headers().get(RETRY_AFTER).is_none());
     }
 }

@@ -1,11 +1,11 @@
-//! The `tierwise` command line: `serve` (default), `check-config`.
+//! The `tierwise` command line: `serve` (default), `check-config`, `explain`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tierwise::app::{self, AppState};
-use tierwise::{config, policy};
+use tierwise::app::AppState;
+use tierwise::{config, policy, reload, server, shutdown};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
@@ -151,52 +151,13 @@ fn serve(config: config::Config) -> Result<(), String> {
     runtime.block_on(async move {
         let listen = config.server.listen;
         let source = config.source.to_string();
-        let state = AppState::new(config)?;
+        let state = AppState::new(config).map_err(|e| e.to_string())?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .map_err(|e| format!("cannot listen on {listen} (server.listen): {e}"))?;
         tracing::info!(%listen, config = %source, "tierwise listening");
-        reload_on_sighup(state.clone());
-        app::serve(listener, state, shutdown_signal()).await.map_err(|e| format!("server error: {e}"))
+        reload::on_sighup(state.clone());
+        tokio::spawn(shutdown::on_signal(state.shutdown.clone()));
+        server::serve(listener, state).await.map_err(|e| format!("server error: {e}"))
     })
-}
-
-/// SIGHUP reloads the config from its file; a bad one is refused and logged.
-fn reload_on_sighup(state: AppState) {
-    #[cfg(unix)]
-    tokio::spawn(async move {
-        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
-            return;
-        };
-        while hangup.recv().await.is_some() {
-            tracing::info!("SIGHUP: reloading the config");
-            let _ = app::reload_from_source(&state).await;
-        }
-    });
-    #[cfg(not(unix))]
-    let _ = state;
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
 }

@@ -88,12 +88,17 @@ pub struct Metrics {
     names: Vec<String>,
 }
 
-/// How a request ended, as a metric label.
-#[derive(Debug, Clone, Copy)]
+/// How a request ended, as a metric label and in the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    /// A step (or the rules reply) answered.
     Answered,
+    /// tierwise or an upstream refused the request itself (a 4xx).
     Refused,
+    /// Nothing answered.
     Failed,
+    /// The client left before its response was complete.
+    Abandoned,
 }
 
 impl Outcome {
@@ -102,6 +107,7 @@ impl Outcome {
             Outcome::Answered => "answered",
             Outcome::Refused => "refused",
             Outcome::Failed => "failed",
+            Outcome::Abandoned => "abandoned",
         }
     }
 }
@@ -330,10 +336,10 @@ impl Metrics {
                         let verdict = if a.verdict == Verdict::Accept { "accept" } else { "escalate" };
                         self.verifier_verdicts.with_label_values(&[task, verdict]).inc();
                     }
-                    if let Some((prompt, completion)) = a.tokens {
-                        self.tokens_used(config, a.tier, &a.model, prompt, completion);
+                    if let Some(usage) = a.tokens {
+                        self.tokens_used(config, a.tier, &a.model, usage.prompt, usage.completion);
                         if a.verdict == Verdict::Accept {
-                            answer_tokens = Some((prompt, completion));
+                            answer_tokens = Some((usage.prompt, usage.completion));
                         }
                     }
                     if let Some((from, verdict)) = previous {
@@ -500,7 +506,10 @@ mod tests {
         let mut trail = Trail::default();
         trail.skip(&step(Tier::Cloud, "gpt"), Why::MissingKey { env: "K".into(), upstream: "u".into() });
         trail.attempt(&step(Tier::Local, "small"), Duration::from_millis(5), Verdict::Accept, None);
-        trail.verified(Duration::from_micros(40), Some((1_000_000, 500_000)));
+        trail.verified(
+            Duration::from_micros(40),
+            Some(crate::upstream::usage::Usage { prompt: 1_000_000, completion: 500_000 }),
+        );
         let finished = Finished {
             task: "chat",
             trail: &trail,

@@ -1,23 +1,84 @@
-//! Reload on a changed config file: the file is read every `server.config_poll_ms`, and
-//! when its bytes differ from what was last seen (and then stay the same for one more
-//! period) it is reloaded exactly as on SIGHUP. A
-//! change that fails validation is refused once (logged with every problem, counted) and
-//! not retried until the file changes again.
+//! Reloading the config: from its source on SIGHUP, `POST /v1/tierwise/reload`, or when
+//! its file changes. The file is read every `server.config_poll_ms`, and when its bytes
+//! differ from what was last seen (and then stay the same for one more period) it is
+//! reloaded exactly as on SIGHUP. A config that fails validation is refused (logged
+//! with every problem, counted), the old one stays, and the same bytes are not tried
+//! again until the file changes.
 
 use std::path::Path;
 
 use tokio::task::JoinHandle;
 use tracing::{info, warn};
 
-use crate::app::{reload_from_source, AppState};
-use crate::config::ConfigSource;
+use crate::app::AppState;
+use crate::config::{self, ConfigError, ConfigSource};
+use crate::upstream::BuildError;
 
-/// Starts the watcher when the config came from a file and polling is on.
+/// Why a reload was refused; the old config stays.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("this config was given inline and has no file to reload")]
+    Inline,
+    #[error(transparent)]
+    Build(#[from] BuildError),
+}
+
+/// Reloads the config from where it came from (its file, or the built-in default with
+/// the current environment).
+pub async fn from_source(state: &AppState) -> Result<(), ReloadError> {
+    let result = load_and_install(state).await;
+    match &result {
+        Ok(()) => state.metrics.config_reload("applied"),
+        Err(err) => {
+            state.metrics.config_reload("rejected");
+            warn!("config reload refused, the old config stays: {err}");
+        }
+    }
+    result
+}
+
+async fn load_and_install(state: &AppState) -> Result<(), ReloadError> {
+    let source = state.generation().config.source.clone();
+    let env = |name: &str| std::env::var(name).ok();
+    let config = match &source {
+        ConfigSource::File(path) => config::load(Some(path), &env)?,
+        ConfigSource::BuiltIn => config::load(None, &env)?,
+        ConfigSource::Inline => return Err(ReloadError::Inline),
+    };
+    state.install(config).await?;
+    Ok(())
+}
+
+/// Reloads on SIGHUP until shutdown.
+pub fn on_sighup(state: AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hangup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                signal = hangup.recv() => if signal.is_none() { break },
+                () = state.shutdown.cancelled() => break,
+            }
+            info!("SIGHUP: reloading the config");
+            let _ = from_source(&state).await;
+        }
+    });
+    #[cfg(not(unix))]
+    let _ = state;
+}
+
+/// Starts the file watcher when the config came from a file and polling is on; it stops
+/// with the shutdown tree.
 pub fn watch(state: AppState) -> Option<JoinHandle<()>> {
-    let runtime = state.runtime();
-    let ConfigSource::File(path) = &runtime.config.source else { return None };
-    let period = runtime.config.server.config_poll?;
+    let generation = state.generation();
+    let ConfigSource::File(path) = &generation.config.source else { return None };
+    let period = generation.config.server.config_poll?;
     let path = path.clone();
+    let stop = state.shutdown.child_token();
     Some(tokio::spawn(async move {
         // A change is acted on once it has stayed the same for one period, so a file
         // read half-written (truncated, then filled) is never loaded.
@@ -27,9 +88,12 @@ pub fn watch(state: AppState) -> Option<JoinHandle<()>> {
         let mut ticks = tokio::time::interval(period);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticks.tick().await;
+            tokio::select! {
+                _ = ticks.tick() => {}
+                () = stop.cancelled() => break,
+            }
             let now = digest(&path).await;
-            if now == state.runtime().config.file_digest || refused == Some(now) {
+            if now == state.generation().config.file_digest || refused == Some(now) {
                 settling = None;
                 continue;
             }
@@ -44,7 +108,7 @@ pub fn watch(state: AppState) -> Option<JoinHandle<()>> {
                 continue;
             }
             info!(path = %path.display(), "the config file changed: reloading");
-            refused = reload_from_source(&state).await.err().map(|_| now);
+            refused = from_source(&state).await.err().map(|_| now);
         }
     }))
 }

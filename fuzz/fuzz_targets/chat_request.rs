@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use libfuzzer_sys::fuzz_target;
 use serde_json::json;
 use tierwise::api::extract::parse;
-use tierwise::api::wire::ChatRequest;
+use tierwise::openai::ChatRequest;
 use tierwise::escalate::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
 use tierwise::policy::{Detector, Opaque, Scanner};
 

@@ -1,39 +1,35 @@
 //! `POST /v1/tierwise/explain`: a chat request's plan without calling any model. The body
 //! is a chat request; admins may add `"profile": "NAME"` to explain for another profile.
 
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::HeaderMap;
 use serde_json::Value;
 
-use super::auth;
+use super::caller::{self, Caller};
 use super::chat::{classify, task_name};
 use super::extract::JsonBody;
 use super::health::json_response;
-use super::wire::ChatRequest;
-use crate::app::AppState;
 use crate::error::ApiError;
 use crate::explain::explain;
+use crate::openai::ChatRequest;
 use crate::policy;
 
 pub async fn explain_request(
-    State(state): State<AppState>,
+    caller: Caller,
     headers: HeaderMap,
     JsonBody(mut request): JsonBody<ChatRequest>,
 ) -> Response {
-    match run(&state, &headers, &mut request) {
+    match run(&caller, &headers, &mut request) {
         Ok(body) => json_response(body),
         Err(err) => err.into_response(),
     }
 }
 
-fn run(state: &AppState, headers: &HeaderMap, request: &mut ChatRequest) -> Result<Vec<u8>, ApiError> {
-    let runtime = state.runtime();
-    let config = &runtime.config;
-    let caller = auth::identify(config, headers)?;
+fn run(caller: &Caller, headers: &HeaderMap, request: &mut ChatRequest) -> Result<Vec<u8>, ApiError> {
+    let config = &caller.generation.config;
     let profile = match request.rest.remove("profile") {
-        None => caller.profile,
-        Some(Value::String(name)) if name == caller.profile.name => caller.profile,
+        None => &caller.profile,
+        Some(Value::String(name)) if name == caller.profile.name => &caller.profile,
         Some(Value::String(name)) => {
             if !caller.admin {
                 return Err(ApiError::Forbidden {
@@ -51,7 +47,7 @@ fn run(state: &AppState, headers: &HeaderMap, request: &mut ChatRequest) -> Resu
         }
         Some(_) => return Err(ApiError::invalid("`profile` must be a string", Some("profile".into()))),
     };
-    let locale = auth::locale(headers, profile);
+    let locale = caller::locale(headers, profile);
     let name = task_name(headers, request)?.to_string();
     let resolved = policy::resolve(config, &name)
         .map_err(|unknown| ApiError::ModelNotFound { name: unknown.name, known: unknown.known })?;

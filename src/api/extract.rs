@@ -79,7 +79,7 @@ fn missing_field(message: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::wire::ChatRequest;
+    use crate::openai::ChatRequest;
 
     fn param_and_message(body: &str) -> (Option<String>, String) {
         match parse::<ChatRequest>(body.as_bytes()) {

@@ -16,7 +16,7 @@ pub async fn healthz() -> Response {
 /// shows each upstream's last probe and its warm and cold model aliases; a down
 /// upstream does not make tierwise unready (the run loop escalates past it).
 pub async fn readyz(State(state): State<AppState>) -> Response {
-    let runtime = state.runtime();
+    let runtime = state.generation();
     let body = serde_json::json!({
         "status": "ready",
         "config": runtime.config.source.to_string(),
@@ -30,7 +30,7 @@ pub async fn readyz(State(state): State<AppState>) -> Response {
 
 pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.audit_lost(state.audit.lost());
-    state.metrics.observe_upstreams(&state.runtime().upstreams);
+    state.metrics.observe_upstreams(&state.generation().upstreams);
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response
@@ -43,20 +43,8 @@ pub fn json_response(body: Vec<u8>) -> Response {
 }
 
 /// `POST /v1/tierwise/reload` (admin key): reload the config, as SIGHUP does.
-pub async fn reload(State(state): State<AppState>, headers: http::HeaderMap) -> Response {
-    let runtime = state.runtime();
-    match super::auth::identify(&runtime.config, &headers) {
-        Ok(caller) if caller.admin => {}
-        Ok(_) => {
-            return crate::error::ApiError::Forbidden {
-                code: "admin_only",
-                message: "reloading the config needs an admin key ([[keys]] admin = true)".into(),
-            }
-            .into_response()
-        }
-        Err(err) => return err.into_response(),
-    }
-    match crate::app::reload_from_source(&state).await {
+pub async fn reload(State(state): State<AppState>, _: super::caller::Admin) -> Response {
+    match crate::reload::from_source(&state).await {
         Ok(()) => json_response(br#"{"status":"reloaded"}"#.to_vec()),
         Err(problems) => {
             crate::error::ApiError::invalid(format!("config reload refused: {problems}"), None).into_response()

@@ -1,17 +1,17 @@
 //! HTTP handlers: they translate HTTP ⇄ domain and nothing else.
 
 pub mod admission;
-pub mod auth;
+pub mod caller;
 pub mod chat;
 pub mod explain;
 pub mod extract;
+mod failure;
+mod headers;
 pub mod health;
+mod job;
 pub mod models;
 pub mod rate_limit;
-pub mod replay;
 pub mod respond;
-mod strict;
-pub mod wire;
 
 use axum::extract::Request;
 

@@ -1,14 +1,11 @@
 //! `GET /v1/models`: tasks, then direct model aliases, in OpenAI's list shape. Each entry
 //! also says whether the caller's profile can run it at all (`tierwise.runnable`).
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use http::HeaderMap;
+use axum::response::Response;
 use serde::Serialize;
 
-use super::auth;
+use super::caller::Caller;
 use super::health::json_response;
-use crate::app::AppState;
 use crate::explain::explain;
 use crate::policy::{self, Classification, Resolved};
 
@@ -35,15 +32,10 @@ struct Extra {
     runnable: bool,
 }
 
-pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let runtime = state.runtime();
-    let config = &runtime.config;
-    let caller = match auth::identify(config, &headers) {
-        Ok(caller) => caller,
-        Err(err) => return err.into_response(),
-    };
-    let locale = auth::locale(&headers, caller.profile);
-    let created = runtime.loaded_at_unix;
+pub async fn list_models(caller: Caller) -> Response {
+    let config = &caller.generation.config;
+    let locale = caller.locale;
+    let created = caller.generation.loaded_at_unix;
     let entry = |id: &'static str, name: &str| {
         let direct = id == "model";
         let class = if direct {
@@ -53,7 +45,7 @@ pub async fn list_models(State(state): State<AppState>, headers: HeaderMap) -> R
         };
         let classification = Classification { class, because: Vec::new() };
         let resolved = Resolved { task: name.to_string(), direct };
-        explain(config, &resolved, caller.profile, &classification, locale).runnable()
+        explain(config, &resolved, &caller.profile, &classification, locale).runnable()
     };
     let data = config
         .tasks

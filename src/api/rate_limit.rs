@@ -14,8 +14,10 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
-use crate::config::{ClientKey, KeyLimits};
+use super::caller::KeyId;
 use crate::error::ApiError;
+use crate::upstream::sse;
+use crate::upstream::usage::Usage;
 
 /// The buckets of every key that has limits, by key digest. Lives in the app state, so a
 /// reload keeps what keys have used; the limits themselves are read from the key each time.
@@ -98,7 +100,7 @@ impl Bucket {
 
 impl RateLimiter {
     /// Admits one request from `key`, or says which limit it is over.
-    pub fn admit(&self, key: &ClientKey, now: Instant) -> Result<(), Limited> {
+    pub fn admit(&self, key: KeyId, now: Instant) -> Result<(), Limited> {
         let limits = key.limits;
         if limits.is_unlimited() {
             return Ok(());
@@ -127,14 +129,14 @@ impl RateLimiter {
         Ok(())
     }
 
-    /// Charges `tokens` the upstreams used for a request of the key with `digest`.
-    pub fn spend_tokens(&self, digest: &[u8; 32], limits: KeyLimits, tokens: u64, now: Instant) {
-        let Some(per_minute) = limits.tokens_per_minute else { return };
+    /// Charges `tokens` the upstreams used for a request of `key`.
+    pub fn spend_tokens(&self, key: KeyId, tokens: u64, now: Instant) {
+        let Some(per_minute) = key.limits.tokens_per_minute else { return };
         if tokens == 0 {
             return;
         }
         let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(buckets) = buckets.get_mut(digest) {
+        if let Some(buckets) = buckets.get_mut(&key.digest) {
             buckets.tokens.refill(per_minute, now);
             // Bounded below, so a single huge answer cannot lock a key out for ever.
             buckets.tokens.level = (buckets.tokens.level - tokens as f64).max(-(per_minute as f64) * 60.0);
@@ -147,28 +149,25 @@ impl RateLimiter {
 /// the prompt's text bytes, plus one token per event.
 pub struct StreamCharge {
     limiter: Arc<RateLimiter>,
-    digest: [u8; 32],
-    limits: KeyLimits,
+    key: KeyId,
     prompt_estimate: u64,
     events: u64,
     charged: bool,
 }
 
 impl StreamCharge {
-    pub fn new(limiter: Arc<RateLimiter>, key: ([u8; 32], KeyLimits), prompt_bytes: usize) -> Self {
-        let (digest, limits) = key;
-        StreamCharge { limiter, digest, limits, prompt_estimate: prompt_bytes as u64 / 4, events: 0, charged: false }
+    pub fn new(limiter: Arc<RateLimiter>, key: KeyId, prompt_bytes: usize) -> Self {
+        StreamCharge { limiter, key, prompt_estimate: prompt_bytes as u64 / 4, events: 0, charged: false }
     }
 
-    /// Some SSE bytes went to the client; `usage` is what they reported, if anything.
-    pub fn passed(&mut self, bytes: &[u8], usage: Option<(u64, u64)>) {
+    /// Some SSE events went to the client; `usage` is what they reported, if anything.
+    pub fn passed(&mut self, events: &[u8], usage: Option<Usage>) {
         match usage {
-            Some((prompt, completion)) if !self.charged => {
+            Some(usage) if !self.charged => {
                 self.charged = true;
-                let used = prompt.saturating_add(completion);
-                self.limiter.spend_tokens(&self.digest, self.limits, used, Instant::now());
+                self.limiter.spend_tokens(self.key, usage.total(), Instant::now());
             }
-            _ => self.events += bytes.windows(5).filter(|w| w == b"data:").count() as u64,
+            _ => self.events += sse::events(events).filter(|e| e.data.is_some()).count() as u64,
         }
     }
 }
@@ -177,7 +176,7 @@ impl Drop for StreamCharge {
     fn drop(&mut self) {
         if !self.charged {
             let estimate = self.prompt_estimate.saturating_add(self.events);
-            self.limiter.spend_tokens(&self.digest, self.limits, estimate, Instant::now());
+            self.limiter.spend_tokens(self.key, estimate, Instant::now());
         }
     }
 }
@@ -186,13 +185,10 @@ impl Drop for StreamCharge {
 mod tests {
     use super::*;
 
-    fn key(requests: Option<u64>, tokens: Option<u64>) -> ClientKey {
-        ClientKey {
-            digest: [7; 32],
-            profile: "team".into(),
-            admin: false,
-            limits: KeyLimits { requests_per_minute: requests, tokens_per_minute: tokens },
-        }
+    use crate::config::KeyLimits;
+
+    fn key(requests: Option<u64>, tokens: Option<u64>) -> KeyId {
+        KeyId { digest: [7; 32], limits: KeyLimits { requests_per_minute: requests, tokens_per_minute: tokens } }
     }
 
     #[test]
@@ -200,7 +196,7 @@ mod tests {
         let limiter = RateLimiter::default();
         let now = Instant::now();
         for _ in 0..10_000 {
-            assert!(limiter.admit(&key(None, None), now).is_ok());
+            assert!(limiter.admit(key(None, None), now).is_ok());
         }
         assert!(limiter.buckets.lock().unwrap().is_empty(), "no state for unlimited keys");
     }
@@ -211,22 +207,22 @@ mod tests {
         let key = key(Some(60), None);
         let t0 = Instant::now();
         for _ in 0..60 {
-            limiter.admit(&key, t0).unwrap();
+            limiter.admit(key, t0).unwrap();
         }
-        let refused = limiter.admit(&key, t0).unwrap_err();
+        let refused = limiter.admit(key, t0).unwrap_err();
         assert_eq!(refused.limit, Limit::Requests);
         assert_eq!(refused.retry_after, Duration::from_secs(1), "60/min refills one per second");
         // Half a second later: still half a request short.
-        let refused = limiter.admit(&key, t0 + Duration::from_millis(500)).unwrap_err();
+        let refused = limiter.admit(key, t0 + Duration::from_millis(500)).unwrap_err();
         assert_eq!(refused.retry_after, Duration::from_millis(500));
-        limiter.admit(&key, t0 + Duration::from_secs(1)).unwrap();
-        assert!(limiter.admit(&key, t0 + Duration::from_secs(1)).is_err());
+        limiter.admit(key, t0 + Duration::from_secs(1)).unwrap();
+        assert!(limiter.admit(key, t0 + Duration::from_secs(1)).is_err());
         // A long pause refills to the limit, never beyond.
         let later = t0 + Duration::from_secs(3600);
         for _ in 0..60 {
-            limiter.admit(&key, later).unwrap();
+            limiter.admit(key, later).unwrap();
         }
-        assert!(limiter.admit(&key, later).is_err());
+        assert!(limiter.admit(key, later).is_err());
     }
 
     #[test]
@@ -234,17 +230,17 @@ mod tests {
         let limiter = RateLimiter::default();
         let key = key(None, Some(6_000));
         let t0 = Instant::now();
-        limiter.admit(&key, t0).unwrap();
-        limiter.spend_tokens(&key.digest, key.limits, 5_000, t0);
-        limiter.admit(&key, t0).unwrap();
+        limiter.admit(key, t0).unwrap();
+        limiter.spend_tokens(key, 5_000, t0);
+        limiter.admit(key, t0).unwrap();
         // This one overdraws the bucket by 3,000 tokens: 30 s at 100 tokens/s.
-        limiter.spend_tokens(&key.digest, key.limits, 4_000, t0);
-        let refused = limiter.admit(&key, t0).unwrap_err();
+        limiter.spend_tokens(key, 4_000, t0);
+        let refused = limiter.admit(key, t0).unwrap_err();
         assert_eq!(refused.limit, Limit::Tokens);
         assert_eq!(refused.per_minute, 6_000);
         assert!((refused.retry_after.as_secs_f64() - 30.01).abs() < 1e-6, "{:?}", refused.retry_after);
-        assert!(limiter.admit(&key, t0 + Duration::from_secs(30)).is_err());
-        limiter.admit(&key, t0 + Duration::from_millis(30_010)).unwrap();
+        assert!(limiter.admit(key, t0 + Duration::from_secs(30)).is_err());
+        limiter.admit(key, t0 + Duration::from_millis(30_010)).unwrap();
     }
 
     #[test]
@@ -254,9 +250,9 @@ mod tests {
         let mut b = key(Some(1), None);
         b.digest = [8; 32];
         let now = Instant::now();
-        limiter.admit(&a, now).unwrap();
-        assert!(limiter.admit(&a, now).is_err());
-        limiter.admit(&b, now).unwrap();
+        limiter.admit(a, now).unwrap();
+        assert!(limiter.admit(a, now).is_err());
+        limiter.admit(b, now).unwrap();
     }
 
     #[test]
@@ -264,9 +260,9 @@ mod tests {
         let limiter = RateLimiter::default();
         let key = key(None, Some(60));
         let t0 = Instant::now();
-        limiter.admit(&key, t0).unwrap();
-        limiter.spend_tokens(&key.digest, key.limits, u64::MAX, t0);
-        let refused = limiter.admit(&key, t0).unwrap_err();
+        limiter.admit(key, t0).unwrap();
+        limiter.spend_tokens(key, u64::MAX, t0);
+        let refused = limiter.admit(key, t0).unwrap_err();
         assert!(refused.retry_after <= Duration::from_secs(3601), "{:?}", refused.retry_after);
     }
 
@@ -275,17 +271,17 @@ mod tests {
         let limiter = Arc::new(RateLimiter::default());
         let key = key(None, Some(1_000));
         let t0 = Instant::now();
-        limiter.admit(&key, t0).unwrap();
+        limiter.admit(key, t0).unwrap();
         let level = |limiter: &RateLimiter| limiter.buckets.lock().unwrap()[&key.digest].tokens.level.round();
         {
-            let mut charge = StreamCharge::new(limiter.clone(), (key.digest, key.limits), 400);
+            let mut charge = StreamCharge::new(limiter.clone(), key, 400);
             charge.passed(b"data: {\"choices\":[]}\n\n", None);
-            charge.passed(b"data: {\"usage\":{}}\n\n", Some((30, 20)));
+            charge.passed(b"data: {\"usage\":{}}\n\n", Some(Usage { prompt: 30, completion: 20 }));
             charge.passed(b"data: [DONE]\n\n", None);
         }
         assert!((950.0..=951.0).contains(&level(&limiter)), "charged the reported 50");
         {
-            let mut charge = StreamCharge::new(limiter.clone(), (key.digest, key.limits), 400);
+            let mut charge = StreamCharge::new(limiter.clone(), key, 400);
             charge.passed(b"data: {}\n\ndata: {}\n\n", None);
             charge.passed(b"data: {}\n\n", None);
         }

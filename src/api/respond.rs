@@ -1,7 +1,8 @@
 //! Turning a run's outcome into the client's response: JSON (with the trail spliced in),
 //! a passed-through or replayed SSE stream, or an OpenAI error — with the trail headers
 //! on every path, and, for a stream whose headers went out before the answer was known,
-//! keep-alive comments and a final trail comment.
+//! keep-alive comments and a final trail comment. Each path writes the request's one
+//! record (see [`Job::record`]).
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -13,22 +14,21 @@ use bytes::Bytes;
 use futures_util::stream::{self, BoxStream};
 use futures_util::StreamExt;
 use http::header::{CACHE_CONTROL, CONTENT_TYPE};
-use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
+use http::{HeaderName, HeaderValue, StatusCode};
 use serde_json::{json, Value};
 use tracing::warn;
 
-use super::chat::{Guards, Job, CLASS_HEADER, TASK_HEADER};
+use super::failure;
+use super::headers;
+use super::job::{Guards, Job};
 use super::rate_limit::StreamCharge;
-use super::replay;
 use crate::error::ApiError;
-use crate::escalate::{Answer, Outcome, Produced, RunError, Trail};
+use crate::escalate::{Answer, Outcome, Produced, Trail};
 use crate::metrics;
-use crate::policy::{self, Classification, Locale, Tier};
-use crate::upstream::{Failure, Reply, UpstreamError};
-
-const TIER_HEADER: HeaderName = HeaderName::from_static("x-tierwise-tier");
-const MODEL_HEADER: HeaderName = HeaderName::from_static("x-tierwise-model");
-const ATTEMPTS_HEADER: HeaderName = HeaderName::from_static("x-tierwise-attempts");
+use crate::openai::replay;
+use crate::policy::Tier;
+use crate::record::Ending;
+use crate::upstream::{usage, Reply, UpstreamError};
 
 type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 
@@ -37,42 +37,43 @@ pub fn finish(mut job: Job, outcome: Outcome) -> Response {
     let guards = job.guards.take();
     let Outcome { mut trail, result } = outcome;
     if let Ok(Answer { produced: Produced::Upstream(Reply::Json(body)), .. }) = &result {
-        trail.fill_tokens(usage_of_body(body));
+        trail.fill_tokens(usage::of_body(body));
     }
-    let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
-    let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
-    let (mut response, error) = match result {
-        Ok(answer) => (answer_response(&job, &trail, answer, guards), None),
+    let answered = result.as_ref().ok().map(|a| (a.step.tier, a.step.model.clone()));
+    let applied = job.applied_class(&trail);
+    let mut response = match result {
+        Ok(answer) => {
+            job.record(&trail, Some(&answer), responded(StatusCode::OK, None));
+            answer_response(&job, &trail, answer, guards)
+        }
         Err(err) => {
-            let err = error_of(&job, &trail, err);
-            let code = err.code_str();
-            (err.into_response(), code)
+            let error = failure::of_run(&job.caller.generation, &job.plan.task, &trail, err, job.caller.locale);
+            job.record(&trail, None, responded(error.status(), error.code_str()));
+            error.into_response()
         }
     };
-    let tier_model = answered.as_ref().map(|(t, m)| (*t, m.as_str()));
-    record(&job, &trail, tier_model, response.status(), error.as_deref(), answer_text);
-    let (tier, model) = answered.unzip();
-    let applied = applied_class(&job, &trail);
-    set_headers(response.headers_mut(), &job.plan.task, tier.zip(model.as_deref()), &trail, &applied);
+    let answered = answered.as_ref().map(|(tier, model)| (*tier, model.as_str()));
+    headers::set_trail(response.headers_mut(), &job.plan.task, answered, &trail, &applied);
     response
 }
 
-/// The class the request ended with: as classified, or sensitive when a model's words
-/// made it so during the run.
-fn applied_class(job: &Job, trail: &Trail) -> Classification {
-    let mut applied = job.classification.clone();
-    if let Some(because) = &trail.reclassified {
-        applied.class = policy::ContentClass::Sensitive;
-        applied.because.push(because.clone());
-    }
-    applied
+/// How a response that went out with `status` ended, for the record.
+fn responded(status: StatusCode, error: Option<String>) -> Ending {
+    let outcome = if error.is_none() {
+        metrics::Outcome::Answered
+    } else if status.is_client_error() {
+        metrics::Outcome::Refused
+    } else {
+        metrics::Outcome::Failed
+    };
+    Ending::Responded { status: status.as_u16(), outcome, error }
 }
 
 /// The response when a verified stream takes longer than `sse_keepalive`: headers now,
 /// keep-alive comments while the run goes on, then the answer (or an error event) and
 /// a comment with the trail. Dropping the body drops the run, cancelling its calls.
 pub fn delayed(job: Job, running: Running) -> Response {
-    let interval = job.runtime.config.server.sse_keepalive;
+    let interval = job.caller.generation.config.server.sse_keepalive;
     let (task, class) = (job.plan.task.clone(), job.classification.class);
     let body = stream::unfold(Phase::Waiting(running, Box::new(job)), move |phase| async move {
         match phase {
@@ -94,9 +95,8 @@ pub fn delayed(job: Job, running: Running) -> Response {
     .map(Ok::<Bytes, Infallible>);
     let mut response = sse_response(Body::from_stream(body));
     // Only what is known before the first byte; the rest is in the trailing comment.
-    let headers = response.headers_mut();
-    let _ = try_set(headers, TASK_HEADER, &task);
-    let _ = try_set(headers, CLASS_HEADER, class.as_str());
+    headers::try_set(response.headers_mut(), headers::TASK, &task);
+    headers::try_set(response.headers_mut(), headers::CONTENT_CLASS, class.as_str());
     response
 }
 
@@ -105,53 +105,53 @@ enum Phase {
     Passing(BoxStream<'static, Bytes>),
 }
 
-/// The rest of a delayed stream, once the outcome is known.
+/// The rest of a delayed stream, once the outcome is known. Its status line went out
+/// before the answer was known: 200, whatever follows.
 fn deliver(mut job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
     let guards = job.guards.take();
-    holding(deliver_events(job, outcome), guards).boxed()
-}
-
-fn deliver_events(job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
     let Outcome { trail, result } = outcome;
-    let answered = result.as_ref().ok().map(|a| (a.step.tier.as_str(), a.step.model.clone()));
-    let answer_text = result.as_ref().ok().and_then(|a| answer_text(&job, a));
-    let error = match &result {
-        Ok(_) => None,
-        Err(RunError::Refused(_)) => Some("upstream_refused".to_string()),
-        Err(RunError::Exhausted { .. }) => Some("no_answer".to_string()),
-    };
-    // The status line went out before the answer was known: 200.
-    let tier_model = answered.as_ref().map(|(t, m)| (*t, m.as_str()));
-    record(&job, &trail, tier_model, StatusCode::OK, error.as_deref(), answer_text);
+    let answered = result.as_ref().ok().map(|a| (a.step.tier, a.step.model.clone()));
     let trailer = trailer_comment(&job, &trail, answered.as_ref().map(|(t, m)| (*t, m.as_str())));
     let include_usage = job.request.include_usage();
-    match result {
-        Ok(Answer { step, produced: Produced::Upstream(Reply::Stream { first, rest }) }) => {
-            passthrough(&job, (step.tier, &step.model), first, rest).chain(stream::once(async move { trailer })).boxed()
-        }
-        Ok(Answer { produced: Produced::Completion(completion), .. }) => {
-            stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
-        }
-        Ok(Answer { produced: Produced::Rules(reply), .. }) => {
-            let completion = replay::rules_completion(&reply);
-            stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
-        }
-        Ok(Answer { produced: Produced::Upstream(Reply::Json(bytes)), .. }) => {
-            let completion: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
+    let events = match result {
+        Ok(answer) => {
+            job.record(&trail, Some(&answer), responded(StatusCode::OK, None));
+            match answer.produced {
+                Produced::Upstream(Reply::Stream { first, rest }) => {
+                    passthrough(&job, (answer.step.tier, &answer.step.model), first, rest)
+                        .chain(stream::once(async move { trailer }))
+                        .boxed()
+                }
+                produced => {
+                    let completion = completion_of(produced);
+                    stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
+                }
+            }
         }
         Err(err) => {
-            let event = error_event(&error_of(&job, &trail, err));
-            stream::iter([event, trailer]).boxed()
+            let error = failure::of_run(&job.caller.generation, &job.plan.task, &trail, err, job.caller.locale);
+            job.record(&trail, None, responded(StatusCode::OK, error.code_str()));
+            stream::iter([failure::event(&error), trailer]).boxed()
         }
+    };
+    holding(events, guards).boxed()
+}
+
+/// The `chat.completion` an answer amounts to, for replaying it as SSE.
+fn completion_of(produced: Produced) -> Value {
+    match produced {
+        Produced::Completion(completion) => completion,
+        Produced::Rules(reply) => replay::rules_completion(&reply),
+        Produced::Upstream(Reply::Json(bytes)) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        Produced::Upstream(Reply::Stream { .. }) => Value::Null,
     }
 }
 
 /// `: tierwise {...}` — what the headers could not say when they went out.
-fn trailer_comment(job: &Job, trail: &Trail, answered: Option<(&str, &str)>) -> Bytes {
+fn trailer_comment(job: &Job, trail: &Trail, answered: Option<(Tier, &str)>) -> Bytes {
     let summary = json!({
         "task": job.plan.task,
-        "tier": answered.map(|a| a.0).unwrap_or("none"),
+        "tier": answered.map_or("none", |a| a.0.as_str()),
         "model": answered.map(|a| a.1),
         "attempts": trail.header_value(),
     });
@@ -170,22 +170,19 @@ fn holding<S: futures_util::Stream + Send + 'static>(
 }
 
 fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guards>) -> Response {
-    let (tier, model) = (answer.step.tier.as_str(), answer.step.model.clone());
+    let (tier, model) = (answer.step.tier, answer.step.model.clone());
+    let trail_in_body = job.caller.generation.config.server.trail_in_body;
     match answer.produced {
         Produced::Upstream(Reply::Json(body)) => {
-            let body = if job.runtime.config.server.trail_in_body {
-                splice_trail(body, &trail_object(job, trail, tier, &model))
-            } else {
-                body
-            };
+            let body = if trail_in_body { splice_trail(body, &trail_object(job, trail, tier, &model)) } else { body };
             json_response(body)
         }
         Produced::Upstream(Reply::Stream { first, rest }) => {
-            let events = passthrough(job, (answer.step.tier, &model), first, rest);
+            let events = passthrough(job, (tier, &model), first, rest);
             sse_response(Body::from_stream(holding(events, guards).map(Ok::<Bytes, Infallible>)))
         }
         Produced::Completion(completion) => {
-            job.state.metrics.first_token(answer.step.tier, &model, job.started.elapsed());
+            job.state.metrics.first_token(tier, &model, job.started.elapsed());
             sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
         }
         Produced::Rules(reply) => {
@@ -193,7 +190,7 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guar
             if job.request.is_stream() {
                 sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
             } else {
-                if job.runtime.config.server.trail_in_body {
+                if trail_in_body {
                     completion["tierwise"] = trail_object(job, trail, tier, &model);
                 }
                 json_response(Bytes::from(completion.to_string()))
@@ -203,7 +200,8 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guar
 }
 
 /// The upstream's events as they come; a break after the first ends the stream with an
-/// OpenAI error event. Usage is read on the way, for the token and cost metrics.
+/// OpenAI error event. Usage is read on the way, for the token and cost metrics and the
+/// key's token limit.
 fn passthrough(
     job: &Job,
     answered: (Tier, &str),
@@ -212,17 +210,18 @@ fn passthrough(
 ) -> BoxStream<'static, Bytes> {
     let (tier, model) = (answered.0, answered.1.to_string());
     job.state.metrics.first_token(tier, &model, job.started.elapsed());
-    let (metrics, config, task) = (job.state.metrics.clone(), job.runtime.config.clone(), job.plan.task.clone());
-    let mut charge = job.rate_key.map(|key| {
+    let (metrics, task) = (job.state.metrics.clone(), job.plan.task.clone());
+    let config = job.caller.generation.config.clone();
+    let mut charge = job.caller.key.filter(|k| k.limits.tokens_per_minute.is_some()).map(|key| {
         let prompt_bytes = job.request.texts().map(|(_, text)| text.len()).sum();
         StreamCharge::new(job.state.rate_limits.clone(), key, prompt_bytes)
     });
     let mut count_usage = move |events: &Bytes| {
-        let usage = usage_in_events(events);
-        if let Some((prompt, completion)) = usage {
-            metrics.tokens_used(&config, tier, &model, prompt, completion);
+        let usage = usage::in_events(events);
+        if let Some(usage) = usage {
+            metrics.tokens_used(&config, tier, &model, usage.prompt, usage.completion);
             if tier < Tier::Cloud {
-                metrics.cost_avoided(&config, &task, prompt, completion);
+                metrics.cost_avoided(&config, &task, usage.prompt, usage.completion);
             }
         }
         if let Some(charge) = &mut charge {
@@ -236,48 +235,22 @@ fn passthrough(
             bytes
         }
         Err(err) => {
-            warn!(error = %err, "upstream stream broke after the first event");
-            stream_error_event(&err)
+            warn!(upstream = %err.upstream, error = %err.summary(), "upstream stream broke after the first event");
+            failure::broken_stream_event(&err)
         }
     });
     stream::once(async move { first }).chain(rest).boxed()
 }
 
-#[derive(serde::Deserialize)]
-struct UsageOnly {
-    usage: Option<UsageCounts>,
-}
-
-#[derive(serde::Deserialize)]
-struct UsageCounts {
-    prompt_tokens: u64,
-    completion_tokens: u64,
-}
-
-/// `(prompt, completion)` tokens of a completion body.
-fn usage_of_body(body: &[u8]) -> Option<(u64, u64)> {
-    let usage = serde_json::from_slice::<UsageOnly>(body).ok()?.usage?;
-    Some((usage.prompt_tokens, usage.completion_tokens))
-}
-
-/// `(prompt, completion)` tokens in SSE events, if one of them carries usage.
-fn usage_in_events(events: &[u8]) -> Option<(u64, u64)> {
-    if !events.windows(9).any(|w| w == b"\"usage\":{") {
-        return None;
-    }
-    let text = std::str::from_utf8(events).ok()?;
-    text.lines().filter_map(|l| l.strip_prefix("data:")).find_map(|data| usage_of_body(data.trim().as_bytes()))
-}
-
 /// The full trail, as the `tierwise` object of a JSON body.
-fn trail_object(job: &Job, trail: &Trail, tier: &str, model: &str) -> Value {
+fn trail_object(job: &Job, trail: &Trail, tier: Tier, model: &str) -> Value {
     json!({
         "task": job.plan.task,
-        "profile": job.profile,
+        "profile": job.caller.profile.name,
         "tier": tier,
         "model": model,
-        "content_class": applied_class(job, trail).class,
-        "attempts": trail.views(job.locale),
+        "content_class": job.applied_class(trail).class,
+        "attempts": trail.views(job.caller.locale),
     })
 }
 
@@ -295,176 +268,6 @@ fn splice_trail(body: Bytes, trail: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-fn error_of(job: &Job, trail: &Trail, err: RunError) -> ApiError {
-    match err {
-        RunError::Refused(err) => {
-            let key = job
-                .runtime
-                .upstreams
-                .get(&err.upstream)
-                .and_then(|u| u.config.api_key.as_ref().map(|k| k.expose().to_string()));
-            ApiError::refused(&err, key.as_deref())
-        }
-        RunError::Exhausted { last } => exhausted(&job.plan.task, trail, last.as_ref(), job.locale),
-    }
-}
-
-/// Metrics and the audit line for a finished request.
-fn record(
-    job: &Job,
-    trail: &Trail,
-    answered: Option<(&str, &str)>,
-    status: StatusCode,
-    error: Option<&str>,
-    answer: Option<String>,
-) {
-    job.recorded.store(true, std::sync::atomic::Ordering::Relaxed);
-    let outcome = if answered.is_some() {
-        metrics::Outcome::Answered
-    } else if status.is_client_error() {
-        metrics::Outcome::Refused
-    } else {
-        metrics::Outcome::Failed
-    };
-    charge_tokens(job, trail);
-    let took = job.started.elapsed();
-    let finished = metrics::Finished { task: &job.plan.task, trail, tier: answered.map(|a| a.0), outcome, took };
-    job.state.metrics.request_finished(&job.runtime.config, &finished);
-    let audit = &job.state.audit;
-    if !audit.enabled() {
-        return;
-    }
-    let outcome = match outcome {
-        metrics::Outcome::Answered => "answered",
-        metrics::Outcome::Refused => "refused",
-        metrics::Outcome::Failed => "failed",
-    };
-    let mut line = audit_line(job, trail, answered, Some(status), outcome, error);
-    if audit.include_content {
-        line["messages"] = serde_json::to_value(&job.request.messages).unwrap_or(Value::Null);
-        line["answer"] = answer.map(Value::String).unwrap_or(Value::Null);
-    }
-    audit.record(line);
-}
-
-/// The audit line of a request dropped before its response was complete: cut off by
-/// `server.request_timeout_ms` (the client got a 504), or given up by its client (or by
-/// shutdown, when its grace period ran out). What the run had done by then is lost with it.
-pub fn abandoned(job: &Job) {
-    let done = job.progress.as_ref().map(|p| p.snapshot()).unwrap_or_default();
-    // What the attempts that finished used; the call cut off reported nothing.
-    charge_tokens(job, &done.trail);
-    if !job.state.audit.enabled() {
-        return;
-    }
-    let timed_out = job.cut_off.is_some_and(|at| tokio::time::Instant::now() >= at);
-    let mut line = if timed_out {
-        audit_line(job, &done.trail, None, Some(StatusCode::GATEWAY_TIMEOUT), "failed", Some("request_timeout"))
-    } else {
-        audit_line(job, &done.trail, None, None, "abandoned", Some("client_gone"))
-    };
-    if let (Some(step), Some(attempts)) = (&done.waiting_on, line["attempts"].as_array_mut()) {
-        attempts.push(json!({
-            "kind": "attempt",
-            "step": step.index,
-            "tier": step.tier,
-            "model": step.model,
-            "upstream": step.upstream,
-            "verdict": "abandoned",
-        }));
-    }
-    job.state.audit.record(line);
-}
-
-/// Charges the tokens `trail`'s attempts reported to the key's `tokens_per_minute`.
-fn charge_tokens(job: &Job, trail: &Trail) {
-    if let Some((digest, limits)) = &job.rate_key {
-        let (prompt, completion) = trail.tokens();
-        let used = prompt.saturating_add(completion);
-        job.state.rate_limits.spend_tokens(digest, *limits, used, tokio::time::Instant::now());
-    }
-}
-
-/// One audit line (DESIGN §9), without content.
-fn audit_line(
-    job: &Job,
-    trail: &Trail,
-    answered: Option<(&str, &str)>,
-    status: Option<StatusCode>,
-    outcome: &str,
-    error: Option<&str>,
-) -> Value {
-    let took = job.started.elapsed();
-    let plan: Vec<Value> = job
-        .plan
-        .steps
-        .iter()
-        .map(|s| {
-            let (action, reason) = match &s.action {
-                crate::policy::Action::Run => ("run", None),
-                crate::policy::Action::Skip(why) => ("skip", Some(why.reason())),
-            };
-            json!({"step": s.step.index, "tier": s.step.tier, "model": s.step.model, "action": action, "reason": reason})
-        })
-        .collect();
-    let (prompt, completion) = trail.tokens();
-    let applied = applied_class(job, trail);
-    let attempts = if job.state.audit.include_content {
-        trail.views(Locale::En)
-    } else {
-        trail.views_without_content(Locale::En, &job.runtime.config.detector)
-    };
-    json!({
-        "id": job.request_id,
-        "time": crate::audit::timestamp(std::time::SystemTime::now()),
-        "task": job.plan.task,
-        "profile": job.profile,
-        "content_class": applied.class,
-        "class_because": applied.because,
-        "stream": job.request.is_stream(),
-        "status": status.map(|s| s.as_u16()),
-        "outcome": outcome,
-        "error": error,
-        "tier": answered.map(|a| a.0),
-        "model": answered.map(|a| a.1),
-        "plan": plan,
-        "attempts": attempts,
-        "rules_reply": job.plan.rules_reply.is_some(),
-        "duration_ms": (took.as_secs_f64() * 1e6).round() / 1e3,
-        "tokens": {"prompt": prompt, "completion": completion},
-    })
-}
-
-/// The answer's text, when the audit log keeps content and it is known without reading
-/// a stream.
-fn answer_text(job: &Job, answer: &Answer) -> Option<String> {
-    if !job.state.audit.include_content {
-        return None;
-    }
-    let completion = match &answer.produced {
-        Produced::Upstream(Reply::Json(bytes)) => serde_json::from_slice(bytes).ok()?,
-        Produced::Completion(completion) => completion.clone(),
-        Produced::Rules(reply) => return Some(reply.clone()),
-        Produced::Upstream(Reply::Stream { .. }) => return None,
-    };
-    Some(crate::escalate::Candidate::from_completion(&completion).text)
-}
-
-/// The audit line of a request refused before it had a plan (bad request, auth, policy).
-pub fn audit_early(state: &crate::app::AppState, request_id: &str, task: Option<&str>, err: &ApiError) {
-    if !state.audit.enabled() {
-        return;
-    }
-    state.audit.record(json!({
-        "id": request_id,
-        "time": crate::audit::timestamp(std::time::SystemTime::now()),
-        "task": task,
-        "status": err.status().as_u16(),
-        "outcome": "refused",
-        "error": err.code_str(),
-    }));
-}
-
 fn json_response(body: Bytes) -> Response {
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -480,80 +283,14 @@ fn sse_response(body: Body) -> Response {
     response
 }
 
-/// An SSE event in the OpenAI error shape: the SDKs raise it as an `APIError`.
-fn error_event(err: &ApiError) -> Bytes {
-    let mut event = b"data: ".to_vec();
-    event.extend_from_slice(&err.envelope());
-    event.extend_from_slice(b"\n\n");
-    Bytes::from(event)
-}
-
-fn stream_error_event(err: &UpstreamError) -> Bytes {
-    error_event(&ApiError::Exhausted {
-        status: StatusCode::BAD_GATEWAY,
-        code: "upstream_stream_error",
-        message: err.to_string(),
-        skipped: None,
-        retry_after: None,
-    })
-}
-
-/// Every step was skipped, failed or rejected: 503 if nothing could even be called, 504
-/// if the last failure was a timeout, else 502. One line per step, localized, and the
-/// same machine-readable in `error.skipped`.
-fn exhausted(task: &str, trail: &Trail, last: Option<&UpstreamError>, locale: Locale) -> ApiError {
-    let called = trail.attempts().next().is_some();
-    let (status, code) = match last {
-        None if called => (StatusCode::BAD_GATEWAY, "upstream_error"),
-        None => (StatusCode::SERVICE_UNAVAILABLE, "no_tier_available"),
-        Some(err) if err.is_timeout() => (StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
-        Some(err) if matches!(err.failure, Failure::Connect(_)) => (StatusCode::BAD_GATEWAY, "upstream_unreachable"),
-        Some(_) => (StatusCode::BAD_GATEWAY, "upstream_error"),
-    };
-    let rate_limited = last.is_some_and(
-        |e| matches!(e.failure, Failure::Status { status, .. } if status == StatusCode::TOO_MANY_REQUESTS),
-    );
-    let mut lines = vec![policy::nothing_answered(task, locale)];
-    lines.extend(trail.lines(locale).into_iter().map(|l| format!("- {l}")));
-    if trail.events.is_empty() {
-        lines.push("- (no steps)".into());
-    }
-    if rate_limited {
-        // The last step said "later": so does tierwise, with its Retry-After.
-        let retry_after = last.and_then(|e| e.retry_after).or(Some(std::time::Duration::from_secs(1)));
-        return ApiError::Overloaded {
-            status: StatusCode::TOO_MANY_REQUESTS,
-            code: "rate_limit_exceeded",
-            message: lines.join("\n"),
-            retry_after,
-        };
-    }
-    let skipped = serde_json::to_value(trail.views(locale)).ok();
-    // A step skipped only for now (busy, circuit open): come back when it may run.
-    let retry_after = trail.skips().filter_map(|s| s.why.retry_after()).min();
-    ApiError::Exhausted { status, code, message: lines.join("\n"), skipped, retry_after }
-}
-
-fn try_set(headers: &mut HeaderMap, name: HeaderName, value: &str) -> Option<()> {
-    headers.insert(name, HeaderValue::try_from(value).ok()?);
-    Some(())
-}
-
-/// The trail headers. Config names are validated plain ASCII, so these succeed.
-pub fn set_headers(
-    headers: &mut HeaderMap,
-    task: &str,
-    answered: Option<(&str, &str)>,
-    trail: &Trail,
-    classification: &Classification,
-) {
-    let _ = try_set(headers, TASK_HEADER, task);
-    let _ = try_set(headers, TIER_HEADER, answered.map(|a| a.0).unwrap_or("none"));
-    if let Some((_, model)) = answered {
-        let _ = try_set(headers, MODEL_HEADER, model);
-    }
-    let _ = try_set(headers, ATTEMPTS_HEADER, &trail.header_value());
-    let _ = try_set(headers, CLASS_HEADER, classification.class.as_str());
+/// An error before the request had a plan (auth, limits, a bad request, a policy
+/// refusal): its record, then the error response.
+pub fn early(job_id: &str, state: &crate::app::AppState, task: Option<&str>, err: ApiError) -> Response {
+    let ending =
+        Ending::Responded { status: err.status().as_u16(), outcome: metrics::Outcome::Refused, error: err.code_str() };
+    let record = crate::record::RequestRecord { id: job_id, task, ending, planned: None };
+    record.emit(&state.generation().config, &state.metrics, &state.audit);
+    err.into_response()
 }
 
 #[cfg(test)]

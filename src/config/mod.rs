@@ -17,6 +17,7 @@ mod tests;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
@@ -35,8 +36,8 @@ pub struct Config {
     pub upstreams: BTreeMap<String, UpstreamConfig>,
     pub models: BTreeMap<String, ModelConfig>,
     pub tasks: BTreeMap<String, TaskConfig>,
-    /// Always holds `default`, written or implied.
-    pub profiles: BTreeMap<String, Profile>,
+    /// Always holds `default`, written or implied. Shared: a request's caller holds one.
+    pub profiles: BTreeMap<String, Arc<Profile>>,
     pub auth: AuthConfig,
     /// The sensitive-content detector (`[detect]`), compiled.
     pub detector: Detector,
@@ -52,7 +53,7 @@ pub struct Config {
     pub file_digest: Option<[u8; 32]>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerConfig {
     pub listen: SocketAddr,
     pub body_limit_bytes: usize,

@@ -90,7 +90,7 @@ pub struct RawServer {
     /// Time a client has to send a request's body, in ms; slower gets 408. Default 30000.
     pub body_read_timeout_ms: Option<u64>,
     /// How often the config file is checked for changes, which reload it like SIGHUP, in
-    /// ms; 0: never (SIGHUP only). Default 2000.
+    /// ms; 0: never (SIGHUP and `POST /v1/tierwise/reload` only). Default 2000.
     pub config_poll_ms: Option<u64>,
     /// Serve `/metrics` on this address only (e.g. `127.0.0.1:9464`), not on `listen`.
     /// Default: on `listen`.
@@ -275,7 +275,9 @@ pub struct RawProfile {
 #[serde(deny_unknown_fields)]
 pub struct RawAuth {
     /// true: a request without a known key gets 401. false (default): requests without
-    /// a key (or with an unknown one) get profile `default`.
+    /// a key get profile `default`. A presented key that matches no `[[keys]]` entry is
+    /// a 401 either way (ignored only while no `[[keys]]` exist); two different valid
+    /// keys in one request are a 400.
     pub required: Option<bool>,
     /// tierwise refuses to listen on a non-loopback address without auth unless this is
     /// true. Default false.

@@ -1,19 +1,20 @@
 //! Validation of who may run what: profiles, client keys and auth.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::raw::{RawAuth, RawConfig, RawProfile};
 use super::validate::Problems;
 use super::{AuthConfig, ClientKey, KeyLimits, Profile};
 use crate::policy::{Locale, Tier};
 
-pub(super) fn profiles(raw: &RawConfig, problems: &mut Problems) -> BTreeMap<String, Profile> {
+pub(super) fn profiles(raw: &RawConfig, problems: &mut Problems) -> BTreeMap<String, Arc<Profile>> {
     let mut profiles = BTreeMap::new();
     for (name, raw_profile) in &raw.profiles {
         let profile = profile(name, raw_profile, raw, problems);
-        profiles.insert(name.clone(), profile);
+        profiles.insert(name.clone(), Arc::new(profile));
     }
-    profiles.entry("default".to_string()).or_insert_with(Profile::implied_default);
+    profiles.entry("default".to_string()).or_insert_with(|| Arc::new(Profile::implied_default()));
     profiles
 }
 
@@ -73,7 +74,7 @@ pub(super) fn tier(path: &str, text: &str, problems: &mut Problems) -> Option<Ti
 
 pub(super) fn auth(
     raw: &RawConfig,
-    profiles: &BTreeMap<String, Profile>,
+    profiles: &BTreeMap<String, Arc<Profile>>,
     listen_is_loopback: bool,
     env: &dyn Fn(&str) -> Option<String>,
     problems: &mut Problems,

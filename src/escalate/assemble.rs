@@ -5,7 +5,7 @@ use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
 use serde_json::{json, Map, Value};
 
-use crate::upstream::{Failure, UpstreamError};
+use crate::upstream::{sse, Failure, UpstreamError};
 
 /// What the stream said, choice by choice.
 #[derive(Default)]
@@ -57,14 +57,10 @@ fn unsent(err: UpstreamError) -> UpstreamError {
 
 impl Assembly {
     fn feed(&mut self, events: &[u8]) -> Result<(), AssembleError> {
-        let text = std::str::from_utf8(events).map_err(|_| AssembleError::Bad("the stream is not UTF-8".into()))?;
-        for line in text.lines() {
-            let Some(data) = line.strip_prefix("data:").map(str::trim_start) else { continue };
-            if data == "[DONE]" {
-                continue;
-            }
+        for event in sse::events(events) {
+            let Some(data) = event.data.as_deref().filter(|_| !event.is_done()) else { continue };
             let chunk: Value =
-                serde_json::from_str(data).map_err(|e| AssembleError::Bad(format!("an event is not JSON: {e}")))?;
+                serde_json::from_slice(data).map_err(|e| AssembleError::Bad(format!("an event is not JSON: {e}")))?;
             if let Some(error) = chunk.get("error") {
                 let message = error.get("message").and_then(Value::as_str).unwrap_or("error event");
                 return Err(AssembleError::Bad(format!("the stream carried an error: {message}")));
@@ -202,6 +198,13 @@ mod tests {
             panic!("a broken stream is an upstream error")
         };
         assert!(err.escalates(), "buffered, nothing reached the client: the next step may answer");
+    }
+
+    #[tokio::test]
+    async fn reads_an_event_whose_data_spans_several_lines() {
+        let body = "data: {\"id\": \"c\", \"choices\": [{\"index\": 0,\ndata: \"delta\": {\"content\": \"hi\"}}]}\r\n\r\ndata: [DONE]\n\n";
+        let c = assemble(Bytes::from(body), stream::empty()).await.unwrap();
+        assert_eq!(c["choices"][0]["message"]["content"], "hi");
     }
 
     #[tokio::test]

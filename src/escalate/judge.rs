@@ -8,7 +8,7 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use crate::api::wire::{ChatRequest, Content, Role};
+use crate::openai::{ChatRequest, Content, Role};
 use crate::upstream::{Reply, Upstream};
 
 /// The built-in judge prompt. `{system}`, `{user}` and `{answer}` are replaced.

@@ -5,28 +5,42 @@
 
 use std::sync::{Arc, Mutex};
 
-use super::Trail;
+use tokio::time::Instant;
+
+use super::{Trail, Verdict};
 use crate::policy::Step;
 
 /// Shared by a request's run (writer) and its response side (reader).
 #[derive(Clone, Default)]
-pub struct Progress(Arc<Mutex<Snapshot>>);
+pub struct Progress(Arc<Mutex<RunSoFar>>);
 
 #[derive(Clone, Default)]
-pub struct Snapshot {
+pub struct RunSoFar {
     pub trail: Trail,
-    /// The step being called, retried or verified when the snapshot was taken.
-    pub waiting_on: Option<Step>,
+    /// The step being called, retried or verified when this was published, and since when.
+    pub waiting_on: Option<(Step, Instant)>,
+}
+
+impl RunSoFar {
+    /// The trail, with the call that was in flight as an attempt with the verdict
+    /// `abandoned`.
+    pub fn abandoned(self) -> Trail {
+        let mut trail = self.trail;
+        if let Some((step, since)) = self.waiting_on {
+            trail.attempt(&step, since.elapsed(), Verdict::Abandoned, None);
+        }
+        trail
+    }
 }
 
 impl Progress {
     /// The run is about to wait on `step` (or on nothing, with `None`), having done `trail`.
     pub fn publish(&self, trail: &Trail, waiting_on: Option<&Step>) {
-        let snapshot = Snapshot { trail: trail.clone(), waiting_on: waiting_on.cloned() };
-        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = snapshot;
+        let so_far = RunSoFar { trail: trail.clone(), waiting_on: waiting_on.map(|s| (s.clone(), Instant::now())) };
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = so_far;
     }
 
-    pub fn snapshot(&self) -> Snapshot {
+    pub fn so_far(&self) -> RunSoFar {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }

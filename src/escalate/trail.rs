@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::Guarded;
 use crate::policy::{Detector, Locale, SkipReason, Step, Tier, Why};
+use crate::upstream::usage::Usage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -18,6 +19,9 @@ pub enum Verdict {
     Escalate,
     /// The call failed.
     Error,
+    /// The request was dropped (its client left, or its deadline passed) while this call
+    /// was in flight.
+    Abandoned,
 }
 
 impl Verdict {
@@ -26,6 +30,7 @@ impl Verdict {
             Verdict::Accept => "accept",
             Verdict::Escalate => "escalate",
             Verdict::Error => "error",
+            Verdict::Abandoned => "abandoned",
         }
     }
 }
@@ -44,8 +49,8 @@ pub struct Attempt {
     pub feedback: Option<String>,
     /// Time spent verifying the answer (checks and judge), if it was verified.
     pub verify_time: Option<Duration>,
-    /// `(prompt, completion)` tokens, when known.
-    pub tokens: Option<(u64, u64)>,
+    /// What the answer used, when it said.
+    pub tokens: Option<Usage>,
     /// Whether the model was loaded when called; `None` when unknown.
     pub warm_start: Option<bool>,
     /// The same step was tried again after this wait.
@@ -141,8 +146,8 @@ impl Event {
                 message: a.failure.as_ref().map(|w| w.explain(locale)),
                 feedback: a.feedback.clone(),
                 verify_ms: a.verify_time.map(|d| (d.as_secs_f64() * 1e6).round() / 1e3),
-                prompt_tokens: a.tokens.map(|t| t.0),
-                completion_tokens: a.tokens.map(|t| t.1),
+                prompt_tokens: a.tokens.map(|t| t.prompt),
+                completion_tokens: a.tokens.map(|t| t.completion),
                 warm_start: a.warm_start,
                 retry_after_ms: a.retried_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 local_output: a.guarded.iter().map(GuardView::of).collect(),
@@ -211,6 +216,20 @@ impl Trail {
         }
     }
 
+    /// A call to `step` ended with `verdict` after `duration`; `warm` says whether its
+    /// model was loaded.
+    pub fn called(
+        &mut self,
+        step: &Step,
+        duration: Duration,
+        verdict: Verdict,
+        failure: Option<Why>,
+        warm: Option<bool>,
+    ) {
+        self.attempt(step, duration, verdict, failure);
+        self.warm_start(warm);
+    }
+
     /// The last attempt is retried after `wait`.
     pub fn retried(&mut self, wait: Duration) {
         if let Some(a) = self.last_attempt() {
@@ -226,7 +245,7 @@ impl Trail {
     }
 
     /// The last attempt was verified in `time`; its answer used `tokens`.
-    pub fn verified(&mut self, time: Duration, tokens: Option<(u64, u64)>) {
+    pub fn verified(&mut self, time: Duration, tokens: Option<Usage>) {
         if let Some(a) = self.last_attempt() {
             a.verify_time = Some(time);
             a.tokens = tokens;
@@ -241,7 +260,7 @@ impl Trail {
     }
 
     /// Tokens of the last attempt, when it has none recorded yet.
-    pub fn fill_tokens(&mut self, tokens: Option<(u64, u64)>) {
+    pub fn fill_tokens(&mut self, tokens: Option<Usage>) {
         if let Some(a) = self.last_attempt() {
             a.tokens = a.tokens.or(tokens);
         }
@@ -270,10 +289,11 @@ impl Trail {
     }
 
     /// Prompt and completion tokens every attempt reported, summed (saturating).
-    pub fn tokens(&self) -> (u64, u64) {
-        self.attempts()
-            .filter_map(|a| a.tokens)
-            .fold((0, 0), |(p, c), (prompt, completion)| (p.saturating_add(prompt), c.saturating_add(completion)))
+    pub fn tokens(&self) -> Usage {
+        self.attempts().filter_map(|a| a.tokens).fold(Usage::default(), |sum, t| Usage {
+            prompt: sum.prompt.saturating_add(t.prompt),
+            completion: sum.completion.saturating_add(t.completion),
+        })
     }
 
     pub fn skips(&self) -> impl Iterator<Item = &Skip> {

@@ -4,7 +4,7 @@
 use regex::Regex;
 use serde_json::Value;
 
-use crate::api::wire::ChatRequest;
+use crate::openai::ChatRequest;
 
 /// Phrases that mark an answer as a refusal, when the task lists none (lowercase).
 pub const DEFAULT_REFUSALS: &[&str] = &[

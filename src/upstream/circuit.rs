@@ -19,7 +19,7 @@ pub enum Circuit {
 
 /// Why a call may not be made now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Refused {
+pub struct OpenCircuit {
     pub remaining: Duration,
     pub failures: u32,
 }
@@ -39,15 +39,15 @@ impl Breaker {
 
     /// May a call start at `now`? Moves an expired open circuit to half-open (this call
     /// is its probe).
-    pub fn permit(&mut self, now: Instant) -> Result<(), Refused> {
+    pub fn allows_call(&mut self, now: Instant) -> Result<(), OpenCircuit> {
         match self.state {
             Circuit::Closed { .. } => Ok(()),
             Circuit::Open { until, failures } if now >= until => {
                 self.state = Circuit::HalfOpen { failures };
                 Ok(())
             }
-            Circuit::Open { until, failures } => Err(Refused { remaining: until - now, failures }),
-            Circuit::HalfOpen { failures } => Err(Refused { remaining: Duration::ZERO, failures }),
+            Circuit::Open { until, failures } => Err(OpenCircuit { remaining: until - now, failures }),
+            Circuit::HalfOpen { failures } => Err(OpenCircuit { remaining: Duration::ZERO, failures }),
         }
     }
 
@@ -85,16 +85,16 @@ mod tests {
         let now = Instant::now();
         for _ in 0..2 {
             b.failed(now);
-            assert_eq!(b.permit(now), Ok(()));
+            assert_eq!(b.allows_call(now), Ok(()));
         }
         b.failed(now);
-        assert_eq!(b.permit(now), Err(Refused { remaining: Duration::from_secs(12), failures: 3 }));
+        assert_eq!(b.allows_call(now), Err(OpenCircuit { remaining: Duration::from_secs(12), failures: 3 }));
         tokio::time::advance(Duration::from_secs(5)).await;
-        assert_eq!(b.permit(Instant::now()), Err(Refused { remaining: Duration::from_secs(7), failures: 3 }));
+        assert_eq!(b.allows_call(Instant::now()), Err(OpenCircuit { remaining: Duration::from_secs(7), failures: 3 }));
         tokio::time::advance(Duration::from_secs(7)).await;
-        assert_eq!(b.permit(Instant::now()), Ok(()), "the probe");
+        assert_eq!(b.allows_call(Instant::now()), Ok(()), "the probe");
         assert_eq!(b.state, Circuit::HalfOpen { failures: 3 });
-        assert!(b.permit(Instant::now()).is_err(), "one probe at a time");
+        assert!(b.allows_call(Instant::now()).is_err(), "one probe at a time");
         b.succeeded();
         assert_eq!(b.state, Circuit::Closed { failures: 0 });
     }
@@ -104,9 +104,9 @@ mod tests {
         let mut b = Breaker::new(1, Duration::from_secs(10));
         b.failed(Instant::now());
         tokio::time::advance(Duration::from_secs(10)).await;
-        assert_eq!(b.permit(Instant::now()), Ok(()));
+        assert_eq!(b.allows_call(Instant::now()), Ok(()));
         b.failed(Instant::now());
-        assert_eq!(b.permit(Instant::now()), Err(Refused { remaining: Duration::from_secs(10), failures: 2 }));
+        assert_eq!(b.allows_call(Instant::now()), Err(OpenCircuit { remaining: Duration::from_secs(10), failures: 2 }));
     }
 
     #[test]
@@ -116,11 +116,11 @@ mod tests {
         b.failed(now);
         b.succeeded();
         b.failed(now);
-        assert_eq!(b.permit(now), Ok(()));
+        assert_eq!(b.allows_call(now), Ok(()));
         let mut off = Breaker::new(0, Duration::from_secs(1));
         for _ in 0..100 {
             off.failed(now);
         }
-        assert_eq!(off.permit(now), Ok(()));
+        assert_eq!(off.allows_call(now), Ok(()));
     }
 }

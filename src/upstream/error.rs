@@ -163,6 +163,21 @@ impl fmt::Display for UpstreamError {
 
 impl std::error::Error for UpstreamError {}
 
+/// An upstream's client (or its warmth probe's) cannot be built from its config.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("upstream \"{upstream}\": cannot build its HTTP client: {source}")]
+    Client {
+        upstream: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("upstream \"{upstream}\": {url} cannot be a base URL")]
+    BaseUrl { upstream: String, url: String },
+    #[error("upstream \"{upstream}\": the API key is not a valid header value")]
+    Key { upstream: String },
+}
+
 /// A `Retry-After` in seconds (the HTTP-date form is not honoured).
 pub fn retry_after_of(headers: &http::HeaderMap) -> Option<Duration> {
     let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;

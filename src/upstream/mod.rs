@@ -10,6 +10,7 @@ mod error;
 mod messages;
 pub mod sse;
 mod stream;
+pub mod usage;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -27,7 +28,7 @@ use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
 use crate::slots::Slots;
 pub use crate::slots::{Busy, Slot};
 use circuit::Breaker;
-pub use error::{body_excerpt, Failure, TimeoutPhase, UpstreamError};
+pub use error::{body_excerpt, BuildError, Failure, TimeoutPhase, UpstreamError};
 use stream::Decoder;
 pub use stream::EventStream;
 
@@ -66,7 +67,7 @@ pub struct Upstreams {
 }
 
 impl Upstreams {
-    pub fn from_config(config: &Config) -> Result<Self, String> {
+    pub fn from_config(config: &Config) -> Result<Self, BuildError> {
         let mut by_name = HashMap::new();
         for (name, up) in &config.upstreams {
             by_name.insert(name.clone(), Arc::new(Upstream::new(up.clone())?));
@@ -91,7 +92,7 @@ struct CompletionShape {
 }
 
 impl Upstream {
-    pub fn new(config: UpstreamConfig) -> Result<Self, String> {
+    pub fn new(config: UpstreamConfig) -> Result<Self, BuildError> {
         install_crypto_provider();
         let endpoint = endpoint(&config)?;
         let http = reqwest::Client::builder()
@@ -100,7 +101,7 @@ impl Upstream {
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| format!("upstream \"{}\": cannot build HTTP client: {e}", config.name))?;
+            .map_err(|source| BuildError::Client { upstream: config.name.clone(), source })?;
         let headers = headers(&config)?;
         let breaker = Mutex::new(Breaker::new(config.circuit_failures, config.circuit_cooldown));
         let slots = Slots::new(config.max_concurrent, config.queue_limit, config.queue_wait);
@@ -112,8 +113,8 @@ impl Upstream {
     }
 
     /// Whether a call may start now: `Err` while the circuit is open.
-    pub fn permit(&self) -> Result<(), circuit::Refused> {
-        self.breaker.lock().unwrap_or_else(|e| e.into_inner()).permit(tokio::time::Instant::now())
+    pub fn allows_call(&self) -> Result<(), circuit::OpenCircuit> {
+        self.breaker.lock().unwrap_or_else(|e| e.into_inner()).allows_call(tokio::time::Instant::now())
     }
 
     /// Feeds a call's outcome to the circuit breaker.
@@ -261,12 +262,13 @@ pub fn install_crypto_provider() {
 }
 
 /// The URL every call goes to: the kind's path under `base_url`, then `query`.
-fn endpoint(config: &UpstreamConfig) -> Result<reqwest::Url, String> {
+fn endpoint(config: &UpstreamConfig) -> Result<reqwest::Url, BuildError> {
     let path = match config.kind {
         UpstreamKind::OpenAi => "chat/completions",
         UpstreamKind::Anthropic => "messages",
     };
-    let mut url = join_url(&config.base_url, path).map_err(|e| format!("upstream \"{}\": {e}", config.name))?;
+    let mut url = join_url(&config.base_url, path)
+        .ok_or_else(|| BuildError::BaseUrl { upstream: config.name.clone(), url: config.base_url.to_string() })?;
     if !config.query.is_empty() {
         let mut pairs = url.query_pairs_mut();
         for (name, value) in &config.query {
@@ -279,7 +281,7 @@ fn endpoint(config: &UpstreamConfig) -> Result<reqwest::Url, String> {
 /// The headers of every call: content type, `anthropic-version` (Anthropic), the
 /// configured `headers`, then the key in its header (marked sensitive, so it is never
 /// logged). Nothing of the client's request travels.
-fn headers(config: &UpstreamConfig) -> Result<HeaderMap, String> {
+fn headers(config: &UpstreamConfig) -> Result<HeaderMap, BuildError> {
     let mut headers = HeaderMap::new();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if config.kind == UpstreamKind::Anthropic {
@@ -293,23 +295,20 @@ fn headers(config: &UpstreamConfig) -> Result<HeaderMap, String> {
             KeyHeader::Bearer => format!("Bearer {}", key.expose()),
             KeyHeader::Plain(_) => key.expose().to_string(),
         };
-        let mut value = HeaderValue::try_from(value)
-            .map_err(|_| format!("upstream \"{}\": the API key is not a valid header value", config.name))?;
+        let mut value = HeaderValue::try_from(value).map_err(|_| BuildError::Key { upstream: config.name.clone() })?;
         value.set_sensitive(true);
         headers.insert(config.key_header.name(), value);
     }
     Ok(headers)
 }
 
-/// `base` + `path`, keeping the base's own path (`/v1`) and query.
-fn join_url(base: &reqwest::Url, path: &str) -> Result<reqwest::Url, String> {
+/// `base` + `path`, keeping the base's own path (`/v1`) and query; `None` for a URL
+/// that cannot be a base (`mailto:…`).
+fn join_url(base: &reqwest::Url, path: &str) -> Option<reqwest::Url> {
     let mut url = base.clone();
     let joined = format!("{}/{}", base.path().trim_end_matches('/'), path);
     url.set_path(&joined);
-    if url.cannot_be_a_base() {
-        return Err(format!("{base} cannot be a base URL"));
-    }
-    Ok(url)
+    (!url.cannot_be_a_base()).then_some(url)
 }
 
 #[cfg(test)]

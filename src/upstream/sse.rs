@@ -1,5 +1,10 @@
-//! Server-sent events, framed: bytes are passed on only in whole events, so a stream cut
-//! mid-event can still be closed with a well-formed error event.
+//! Server-sent events: the framer releases bytes only in whole events, so a stream cut
+//! mid-event can still be closed with a well-formed error event; [`events`] is the one
+//! reader of what a slice of whole events says (pass-through, buffering, the Anthropic
+//! translation and usage counting all read events through it).
+
+use std::borrow::Cow;
+use std::ops::Range;
 
 use bytes::{Bytes, BytesMut};
 
@@ -125,36 +130,108 @@ pub fn lines(bytes: &[u8]) -> impl Iterator<Item = (&[u8], usize)> {
     })
 }
 
+/// One event of a slice of whole SSE events, as the WHATWG rules read it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event<'a> {
+    /// Its `event:` field, if it has one.
+    pub name: Option<&'a [u8]>,
+    /// Its `data:` lines joined with `\n` (one space after the colon dropped); `None`
+    /// for an event without data (a comment, a keep-alive), which dispatches nothing.
+    pub data: Option<Cow<'a, [u8]>>,
+    /// The bytes it spans in the slice, its blank line included: for passing it on as
+    /// it came.
+    pub raw: Range<usize>,
+}
+
+impl Event<'_> {
+    /// Whether this is OpenAI's end-of-stream marker, `data: [DONE]`.
+    pub fn is_done(&self) -> bool {
+        self.data.as_deref() == Some(b"[DONE]")
+    }
+}
+
+/// The events in `bytes`, a slice of whole events as [`SseFramer`] releases them (an
+/// unterminated tail counts as one more event). Lines end at CRLF, LF or a lone CR; a
+/// blank line ends an event; `data:` lines join; comments and unknown fields are skipped.
+pub fn events(bytes: &[u8]) -> impl Iterator<Item = Event<'_>> {
+    let mut lines = lines(bytes);
+    let mut start = 0;
+    std::iter::from_fn(move || {
+        let mut name = None;
+        let mut data: Option<Cow<'_, [u8]>> = None;
+        let mut seen_field = false;
+        loop {
+            let Some((line, end)) = lines.next() else {
+                // The end: a last event without its blank line, if it had any field.
+                let raw = start..bytes.len();
+                start = bytes.len();
+                return seen_field.then_some(Event { name, data, raw });
+            };
+            if line.is_empty() {
+                if !seen_field {
+                    // A blank line between events, or one that ends a comment-only event.
+                    continue;
+                }
+                let raw = start..end;
+                start = end;
+                return Some(Event { name, data, raw });
+            }
+            if line.starts_with(b":") {
+                continue; // a comment
+            }
+            if !seen_field {
+                start = end - line.len() - line_end_len(bytes, end);
+            }
+            seen_field = true;
+            let (field, value) = match line.iter().position(|&b| b == b':') {
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
+                }
+                None => (line, &line[line.len()..]),
+            };
+            match field {
+                b"data" => {
+                    data = Some(match data.take() {
+                        None => Cow::Borrowed(value),
+                        Some(mut joined) => {
+                            let joined_mut = joined.to_mut();
+                            joined_mut.push(b'\n');
+                            joined_mut.extend_from_slice(value);
+                            joined
+                        }
+                    });
+                }
+                b"event" => name = Some(value),
+                _ => {}
+            }
+        }
+    })
+}
+
+/// How many bytes of line end precede offset `end` (just past a line end).
+fn line_end_len(bytes: &[u8], end: usize) -> usize {
+    match (end.checked_sub(2).and_then(|i| bytes.get(i..end)), end.checked_sub(1).and_then(|i| bytes.get(i))) {
+        (Some(b"\r\n"), _) => 2,
+        (_, Some(b'\r' | b'\n')) => 1,
+        _ => 0,
+    }
+}
+
 /// The first event in `events` (whole events) whose data is neither JSON nor `[DONE]`:
 /// its offset, and the parser's complaint. Events without data (comments, keep-alives)
 /// pass; no client could read the others.
 pub fn first_non_json_event(events: &[u8]) -> Option<(usize, String)> {
-    let mut start = 0;
-    let mut data: Vec<u8> = Vec::new();
-    let mut has_data = false;
-    for (line, end) in lines(events) {
-        if line.is_empty() {
-            if has_data && data != b"[DONE]" {
-                if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(&data) {
-                    return Some((start, err.to_string()));
-                }
-            }
-            (start, has_data) = (end, false);
-            data.clear();
-        } else if let Some(value) = line.strip_prefix(b"data:") {
-            if has_data {
-                data.push(b'\n');
-            }
-            data.extend_from_slice(value.strip_prefix(b" ").unwrap_or(value));
-            has_data = true;
-        }
-    }
-    None
+    self::events(events).find_map(|event| {
+        let data = event.data.as_deref().filter(|_| !event.is_done())?;
+        let err = serde_json::from_slice::<serde::de::IgnoredAny>(data).err()?;
+        Some((event.raw.start, err.to_string()))
+    })
 }
 
 /// Whether `events` holds the OpenAI end-of-stream marker.
 pub fn has_done_marker(events: &[u8]) -> bool {
-    events.windows(12).any(|w| w == b"data: [DONE]") || events.windows(11).any(|w| w == b"data:[DONE]")
+    self::events(events).any(|event| event.is_done())
 }
 
 #[cfg(test)]
@@ -316,6 +393,20 @@ mod tests {
         let events = b"data: {}\r\r\ndata: {oops}\n\r\n";
         let (at, _) = first_non_json_event(events).unwrap();
         assert_eq!(&events[at..], b"data: {oops}\n\r\n");
+    }
+
+    #[test]
+    fn reads_events_with_names_joined_data_and_their_bytes() {
+        let bytes =
+            b": keep-alive\n\nevent: delta\r\ndata: {\"a\":\r\ndata:1}\r\n\r\nid: 7\ndata: [DONE]\n\ndata: tail";
+        let got: Vec<Event> = super::events(bytes).collect();
+        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got[0].name, Some(&b"delta"[..]));
+        assert_eq!(got[0].data.as_deref(), Some(&b"{\"a\":\n1}"[..]));
+        assert_eq!(&bytes[got[0].raw.clone()], b"event: delta\r\ndata: {\"a\":\r\ndata:1}\r\n\r\n");
+        assert!(got[1].is_done());
+        assert_eq!(got[2].data.as_deref(), Some(&b"tail"[..]), "an unterminated tail is one more event");
+        assert_eq!(super::events(b": only a comment\n\n").count(), 0);
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! - [`state`]    — pure: snapshots, staleness, what a probe's result means, what to log.
 //! - [`wire`]     — pure: each server's answer → the loaded model names; the server root.
 //! - `probe`      — one probe over HTTP, per source.
-//! - `prober`     — the polling loop, stopped by a `watch` flag.
+//! - `prober`     — the polling loop, stopped by its shutdown token.
 //! - [`estimate`] — pure: the learned cold-start time and the deadline check.
 
 pub mod estimate;
@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::config::{Config, WarmthSource};
 use crate::metrics::Metrics;
+use crate::shutdown::CancellationToken;
 
 pub use estimate::{cold_start_fits, LoadEstimator, TooCold};
 pub use state::{Observation, Snapshot, View};
@@ -65,8 +66,8 @@ struct Tracked {
 
 /// The running probers; dropping this stops them too.
 pub struct Probers {
-    /// Set to true to stop every prober (they also stop when it is dropped).
-    stop: watch::Sender<bool>,
+    /// Cancelled to stop every prober: a child of the shutdown tree.
+    stop: CancellationToken,
     /// Awaited by `stop`, so shutdown returns only once no probe is in flight.
     tasks: Vec<JoinHandle<()>>,
 }
@@ -82,11 +83,18 @@ impl Probers {
     }
 
     /// Stops every prober (an in-flight probe is abandoned) and waits until they ended.
-    pub async fn stop(self) {
-        self.stop.send_replace(true);
-        for task in self.tasks {
+    pub async fn stop(mut self) {
+        self.stop.cancel();
+        for task in std::mem::take(&mut self.tasks) {
             let _ = task.await;
         }
+    }
+}
+
+impl Drop for Probers {
+    /// Dropping the handle stops the probers too (without waiting for them).
+    fn drop(&mut self) {
+        self.stop.cancel();
     }
 }
 
@@ -110,7 +118,7 @@ pub struct UpstreamReport {
 
 impl Warmth {
     /// Tracks every upstream of `config`. Builds the probe clients; starts nothing.
-    pub fn new(config: &Config, metrics: Metrics) -> Result<Self, String> {
+    pub fn new(config: &Config, metrics: Metrics) -> Result<Self, crate::upstream::BuildError> {
         let mut upstreams = HashMap::new();
         for (name, up) in &config.upstreams {
             let models = config
@@ -190,9 +198,9 @@ impl Warmth {
         Some(self.inner.upstreams.get(upstream)?.view.subscribe())
     }
 
-    /// Starts one prober per probed upstream, on the current tokio runtime.
-    pub fn start(&self) -> Probers {
-        let (stop, stopped) = watch::channel(false);
+    /// Starts one prober per probed upstream, on the current tokio runtime. They stop
+    /// when `stop` (or a parent of it) is cancelled, or when [`Probers::stop`] is called.
+    pub fn start(&self, stop: CancellationToken) -> Probers {
         let mut tasks = Vec::new();
         for (name, tracked) in &self.inner.upstreams {
             let Some(probe) = &tracked.probe else { continue };
@@ -204,7 +212,7 @@ impl Warmth {
                 view: tracked.view.clone(),
                 metrics: self.inner.metrics.clone(),
             };
-            tasks.push(tokio::spawn(prober.run(stopped.clone())));
+            tasks.push(tokio::spawn(prober.run(stop.clone())));
         }
         Probers { stop, tasks }
     }

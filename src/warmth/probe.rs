@@ -10,6 +10,7 @@ use reqwest::Url;
 use super::state::Observation;
 use super::wire;
 use crate::config::{UpstreamConfig, WarmthSource};
+use crate::upstream::BuildError;
 
 /// Largest probe answer read (a router's `/v1/models` repeats every model's arguments).
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -33,7 +34,7 @@ enum Answer {
 
 impl Probe {
     /// `None` for sources that are not probed (`always`, `none`).
-    pub fn new(config: &UpstreamConfig) -> Result<Option<Self>, String> {
+    pub fn new(config: &UpstreamConfig) -> Result<Option<Self>, BuildError> {
         if !config.warmth.is_probed() {
             return Ok(None);
         }
@@ -43,14 +44,14 @@ impl Probe {
             .pool_max_idle_per_host(1)
             .tcp_nodelay(true)
             .build()
-            .map_err(|e| format!("upstream \"{}\": cannot build the warmth probe client: {e}", config.name))?;
+            .map_err(|source| BuildError::Client { upstream: config.name.clone(), source })?;
         let mut headers = HeaderMap::new();
         for (name, value) in &config.headers {
             headers.insert(name.clone(), value.clone());
         }
         if let Some(key) = &config.api_key {
             let mut value = HeaderValue::try_from(format!("Bearer {}", key.expose()))
-                .map_err(|_| format!("upstream \"{}\": the API key is not a valid header value", config.name))?;
+                .map_err(|_| BuildError::Key { upstream: config.name.clone() })?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }

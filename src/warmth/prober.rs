@@ -11,6 +11,7 @@ use tracing::{debug, info, warn};
 use super::probe::Probe;
 use super::state::{Change, Health, Observation, Snapshot, View};
 use crate::metrics::Metrics;
+use crate::shutdown::CancellationToken;
 
 pub struct Prober {
     pub upstream: String,
@@ -23,8 +24,8 @@ pub struct Prober {
 }
 
 impl Prober {
-    /// Polls until `stop` turns true or its sender is dropped.
-    pub async fn run(self, mut stop: watch::Receiver<bool>) {
+    /// Polls until `stop` is cancelled.
+    pub async fn run(self, stop: CancellationToken) {
         let mut ticker = tokio::time::interval(self.refresh);
         // A slow probe delays the next one instead of causing a burst.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -32,13 +33,13 @@ impl Prober {
         loop {
             tokio::select! {
                 biased;
-                () = stopped(&mut stop) => break,
+                () = stop.cancelled() => break,
                 _ = ticker.tick() => {}
             }
             let taken_at = Instant::now();
             let observation = tokio::select! {
                 biased;
-                () = stopped(&mut stop) => break,
+                () = stop.cancelled() => break,
                 observation = self.observe() => observation,
             };
             health = self.publish(health, taken_at, observation);
@@ -69,9 +70,4 @@ impl Prober {
         self.view.send_modify(|view| view.probe = Some(Snapshot { taken_at, observation }));
         next
     }
-}
-
-/// Resolves once the stop flag is true, or its sender is gone.
-async fn stopped(stop: &mut watch::Receiver<bool>) {
-    let _ = stop.wait_for(|stop| *stop).await;
 }

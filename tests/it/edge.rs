@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 
-use tierwise::app::{self, AppState};
+use tierwise::app::AppState;
 
 use crate::support::*;
 
@@ -92,7 +92,7 @@ async fn the_grace_period_bounds_shutdown() {
     let toml = config_for(&[("local", "local", &up.base_url())], &[], "[server]\nshutdown_grace_ms = 300\n")
         .replace("first_byte_timeout_ms = 2000", "first_byte_timeout_ms = 60000");
     let state = AppState::new(tierwise::config::load_from_str(&toml, &|_| None).unwrap()).unwrap();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let stop = state.shutdown.clone();
     let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
     // As in the binary: tierwise on its own runtime, dropped (with every connection)
     // as soon as `serve` returns.
@@ -101,11 +101,7 @@ async fn the_grace_period_bounds_shutdown() {
         runtime.block_on(async move {
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
-            app::serve(listener, state, async move {
-                let _ = stop_rx.await;
-            })
-            .await
-            .unwrap();
+            tierwise::server::serve(listener, state).await.unwrap();
         });
     });
     let addr = addr_rx.await.unwrap();
@@ -114,7 +110,7 @@ async fn the_grace_period_bounds_shutdown() {
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let stopping = Instant::now();
-    stop_tx.send(()).unwrap();
+    stop.cancel();
     let joined = tokio::task::spawn_blocking(move || server.join());
     tokio::time::timeout(Duration::from_secs(5), joined)
         .await

@@ -177,7 +177,7 @@ async fn a_changed_file_is_reloaded_and_a_bad_change_is_refused_once() {
     let path = temp_file("watched");
     std::fs::write(&path, watched_config(&up.base_url(), "first", 50)).unwrap();
     let app = TestApp::start_file(&path, &[]).await;
-    let model_name = |app: &TestApp| app.state.runtime().config.models["m"].name.clone();
+    let model_name = |app: &TestApp| app.state.generation().config.models["m"].name.clone();
     let reloads = |app: &TestApp, result: &str| {
         let text = String::from_utf8(app.state.metrics.encode()).unwrap();
         let line = format!("tierwise_config_reloads_total{{result=\"{result}\"}} ");

@@ -40,7 +40,7 @@ async fn setup(extra_task: &str) -> (LlamaSwapDouble, UpstreamDouble, TestApp) {
 /// Waits (bounded) until the prober's snapshot says `model` is `warm`.
 async fn until_warmth(app: &TestApp, model: &str, warm: Option<bool>) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while app.state.runtime().warmth.is_warm("swap", model) != warm {
+    while app.state.generation().warmth.is_warm("swap", model) != warm {
         assert!(tokio::time::Instant::now() < deadline, "the prober never saw {model} as {warm:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
@@ -60,7 +60,7 @@ async fn attempts_say_whether_their_model_was_warm() {
     let attempts = header(&response, "x-tierwise-attempts").to_string();
     assert!(attempts.starts_with("local/qwen:accept:") && attempts.ends_with(":cold"), "{attempts}");
     // Serving it marked it warm at once, before the next probe.
-    assert_eq!(app.state.runtime().warmth.is_warm("swap", "qwen"), Some(true));
+    assert_eq!(app.state.generation().warmth.is_warm("swap", "qwen"), Some(true));
     let metrics = client().get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"tierwise_warm_starts_total{model="qwen",warm="false"} 1"#), "{metrics}");
     assert_eq!(swap.calls_under("/upstream"), 0, "never probed through /upstream");
@@ -88,7 +88,7 @@ async fn a_cold_model_that_cannot_load_in_time_is_skipped_but_never_past_the_pri
     until_warmth(&app, "llama", Some(false)).await;
     // What tierwise learned from earlier attempts: loading takes about 6.1 s.
     for model in ["qwen", "llama"] {
-        app.state.runtime().warmth.record_attempt(model, Some(false), Duration::from_millis(6100));
+        app.state.generation().warmth.record_attempt(model, Some(false), Duration::from_millis(6100));
     }
     let with_deadline = |body: Value| {
         client().post(app.url("/v1/chat/completions")).header("x-tierwise-deadline-ms", "2000").json(&body).send()

@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tierwise::config::{self, ConfigError, WarmthSource};
 use tierwise::metrics::Metrics;
+use tierwise::shutdown::CancellationToken;
 use tierwise::warmth::{Observation, Snapshot, View, Warmth};
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -77,7 +78,7 @@ async fn newest_running_counts_ready_as_warm_and_starting_or_stopping_as_cold() 
     double.set_state("big-q8", Some("starting"));
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     next_probe(&mut view, None).await;
     assert_eq!(warmth.is_warm("swap", "small-q4"), Some(true));
     assert_eq!(warmth.is_warm("swap", "big-q8"), Some(false));
@@ -104,7 +105,7 @@ async fn older_and_minimal_running_shapes_list_ready_models() {
         double.set_state("big-q8", Some("ready"));
         let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
         let mut view = warmth.subscribe("swap").unwrap();
-        let probers = warmth.start();
+        let probers = warmth.start(CancellationToken::new());
         next_probe(&mut view, None).await;
         assert_eq!(warmth.is_warm("swap", "big-q8"), Some(true), "{shape:?}");
         assert_eq!(warmth.is_warm("swap", "small-q4"), Some(false), "{shape:?}");
@@ -119,7 +120,7 @@ async fn without_running_it_falls_back_to_the_model_status() {
     double.set_state("small-q4", Some("ready"));
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     next_probe(&mut view, None).await;
     assert_eq!(warmth.is_warm("swap", "small-q4"), Some(true));
     assert_eq!(warmth.is_warm("swap", "big-q8"), Some(false));
@@ -135,7 +136,7 @@ async fn without_running_or_status_the_upstream_counts_as_down() {
     double.set_state("small-q4", Some("ready"));
     let (warmth, metrics) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let probe = next_probe(&mut view, None).await;
     let Observation::Down(why) = probe.observation else { panic!("expected down, got {probe:?}") };
     assert!(why.contains("no /running") && why.contains("carries no status"), "{why}");
@@ -150,7 +151,7 @@ async fn probes_follow_the_refresh_period() {
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
     let start = Instant::now();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let first = next_probe(&mut view, None).await;
     assert_eq!(first.taken_at, start, "the first probe goes out at once");
     tokio::time::sleep(REFRESH * 5 + Duration::from_millis(100)).await;
@@ -167,7 +168,7 @@ async fn a_snapshot_older_than_three_periods_is_unknown() {
     double.set_state("small-q4", Some("ready"));
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let probe = next_probe(&mut view, None).await;
     // No newer probe will come.
     probers.stop().await;
@@ -190,7 +191,7 @@ async fn a_stalled_upstream_is_down_after_the_probe_timeout_and_logged_once() {
     let (warmth, metrics) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
     let start = Instant::now();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let probe = next_probe(&mut view, None).await;
     assert_eq!(Instant::now() - start, PROBE_TIMEOUT, "down exactly when the probe times out");
     assert_eq!(probe.observation, Observation::Down("no answer within 200 ms".into()));
@@ -217,7 +218,7 @@ async fn a_served_request_marks_its_model_warm_until_a_newer_probe() {
     let double = swap(SwapOptions::default()).await;
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let probe = next_probe(&mut view, None).await;
     assert_eq!(warmth.is_warm("swap", "small-q4"), Some(false));
 
@@ -241,7 +242,7 @@ async fn probers_stop_when_told_and_when_dropped() {
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
 
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     assert_eq!(probers.len(), 1);
     next_probe(&mut view, None).await;
     tokio::time::sleep(REFRESH * 2 + Duration::from_millis(100)).await;
@@ -250,7 +251,7 @@ async fn probers_stop_when_told_and_when_dropped() {
     tokio::time::sleep(REFRESH * 10).await;
     assert_eq!(double.calls("/running"), 3, "no probe after stop");
 
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(double.calls("/running"), 4);
     drop(probers);
@@ -266,14 +267,14 @@ async fn the_upstream_api_key_is_sent_with_every_probe() {
     let keyed = swap_config(&double.base_url(), "api_key_env = \"SWAP_KEY\"");
     let (warmth, _) = warmth_of(&keyed, &[("SWAP_KEY", "sk-swap")]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     next_probe(&mut view, None).await;
     assert_eq!(warmth.is_warm("swap", "small-q4"), Some(true));
     probers.stop().await;
 
     let (warmth, _) = warmth_of(&swap_config(&double.base_url(), ""), &[]);
     let mut view = warmth.subscribe("swap").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let probe = next_probe(&mut view, None).await;
     assert_eq!(
         probe.observation,
@@ -292,7 +293,7 @@ async fn ollama_ps_lists_the_loaded_models() {
     );
     let (warmth, _) = warmth_of(&toml, &[]);
     let mut view = warmth.subscribe("ollama").unwrap();
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let first = next_probe(&mut view, None).await;
     assert_eq!(warmth.is_warm("ollama", "llama3"), Some(true), "llama3 is llama3:latest");
     assert_eq!(warmth.is_warm("ollama", "qwen2.5:0.5b"), Some(false));
@@ -411,7 +412,7 @@ async fn a_single_model_llama_server_is_warm_once_healthy() {
         llama.base_url()
     );
     let (warmth, _) = warmth_of(&toml, &[]);
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let w = &warmth;
     wait_for(Duration::from_secs(10), || async move { w.is_warm("local", "smollm2").filter(|warm| *warm) }).await;
     assert_eq!(warmth.is_warm("local", "any-name"), Some(true), "one model, served whatever the name");
@@ -426,7 +427,7 @@ async fn llama_server_router_mode_reports_loading_and_unloading() {
         router.base_url()
     );
     let (warmth, _) = warmth_of(&toml, &[]);
-    let probers = warmth.start();
+    let probers = warmth.start(CancellationToken::new());
     let is = |expected: bool| {
         let warmth = warmth.clone();
         move || {

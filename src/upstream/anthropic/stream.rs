@@ -128,43 +128,21 @@ impl StreamTranslator {
         };
 
         // `complete` ends with a blank line, so every event in it is dispatched.
-        let mut data: Option<String> = None;
-        let mut name: Option<&[u8]> = None;
-        for (line, _) in crate::upstream::sse::lines(&complete) {
-            if line.is_empty() {
-                if let Some(data) = data.take() {
-                    if let Err(failure) = self.event(name, &data, &mut out) {
-                        return Err(StreamError { pending: Bytes::from(out), failure });
-                    }
-                }
-                name = None;
-                continue;
-            }
-            match split_field(line) {
-                (b"event", value) => name = Some(value),
-                (b"data", value) => {
-                    let value = String::from_utf8_lossy(value);
-                    match data.as_mut() {
-                        Some(data) => {
-                            data.push('\n');
-                            data.push_str(&value);
-                        }
-                        None => data = Some(value.into_owned()),
-                    }
-                }
-                // Comments (`:`), `id`, `retry`, unknown fields.
-                _ => {}
+        for event in crate::upstream::sse::events(&complete) {
+            let Some(data) = event.data else { continue };
+            if let Err(failure) = self.event(event.name, &data, &mut out) {
+                return Err(StreamError { pending: Bytes::from(out), failure });
             }
         }
         Ok(Bytes::from(out))
     }
 
     /// Translates one event's data, appending OpenAI events to `out`.
-    fn event(&mut self, name: Option<&[u8]>, data: &str, out: &mut Vec<u8>) -> Result<(), StreamFailure> {
+    fn event(&mut self, name: Option<&[u8]>, data: &[u8], out: &mut Vec<u8>) -> Result<(), StreamFailure> {
         if self.finished {
             return Ok(());
         }
-        let mut value: Value = serde_json::from_str(data)
+        let mut value: Value = serde_json::from_slice(data)
             .map_err(|e| StreamFailure::Protocol(format!("an event's data is not JSON ({e})")))?;
         // `type` is authoritative; the SSE event name stands in only if it is missing.
         if let (Value::Object(fields), Some(name)) = (&mut value, name) {
@@ -285,16 +263,4 @@ impl StreamTranslator {
 
 fn before_start() -> StreamFailure {
     StreamFailure::Protocol("an event came before message_start".into())
-}
-
-/// An SSE line's field name and value (one leading space removed); a line without a
-/// colon is a field with an empty value.
-fn split_field(line: &[u8]) -> (&[u8], &[u8]) {
-    match line.iter().position(|&b| b == b':') {
-        Some(colon) => {
-            let value = &line[colon + 1..];
-            (&line[..colon], value.strip_prefix(b" ").unwrap_or(value))
-        }
-        None => (line, &[]),
-    }
 }

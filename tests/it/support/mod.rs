@@ -11,9 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use bytes::Bytes;
-use tierwise::app::{self, AppState};
-use tierwise::config;
-use tokio::sync::oneshot;
+use tierwise::app::AppState;
+use tierwise::{config, server};
 use tokio::task::JoinHandle;
 
 pub use upstream::{Behaviour, UpstreamDouble};
@@ -38,7 +37,6 @@ pub struct TestApp {
     pub addr: SocketAddr,
     /// The running app's state (warmth, metrics, config), for tests that seed or inspect it.
     pub state: AppState,
-    shutdown: Option<oneshot::Sender<()>>,
     pub server: Option<JoinHandle<std::io::Result<()>>>,
 }
 
@@ -59,11 +57,8 @@ impl TestApp {
         let state = AppState::new(config).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (tx, rx) = oneshot::channel();
-        let server = tokio::spawn(app::serve(listener, state.clone(), async move {
-            let _ = rx.await;
-        }));
-        TestApp { addr, state, shutdown: Some(tx), server: Some(server) }
+        let server = tokio::spawn(server::serve(listener, state.clone()));
+        TestApp { addr, state, server: Some(server) }
     }
 
     pub async fn start(toml: &str) -> Self {
@@ -76,9 +71,7 @@ impl TestApp {
 
     /// Sends SIGTERM's equivalent: stop accepting, finish in-flight requests.
     pub fn begin_shutdown(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
+        self.state.shutdown.cancel();
     }
 
     /// POSTs a JSON body to `/v1/chat/completions`.

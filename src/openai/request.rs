@@ -228,42 +228,18 @@ impl ChatRequest {
     }
 
     /// The JSON body for an upstream that knows the model as `upstream_model`, with
-    /// earlier steps' `feedback` appended to the last user message, in order.
+    /// earlier steps' `feedback` appended to the last user message, in order (see
+    /// [`super::feedback`]).
     pub fn body_for(&self, upstream_model: &str, feedback: &[String]) -> Result<Bytes, serde_json::Error> {
         let with_feedback;
         let messages = if feedback.is_empty() {
             &self.messages
         } else {
-            with_feedback = self.messages_with_feedback(feedback);
+            with_feedback = super::feedback::inject(&self.messages, feedback);
             &with_feedback
         };
         let outgoing = Outgoing { model: upstream_model, messages, stream: self.stream, rest: &self.rest };
         serde_json::to_vec(&outgoing).map(Bytes::from)
-    }
-
-    /// `\n\nPrior attempt feedback: <feedback>` per feedback, appended to the last user
-    /// message's text (its last text part for array content).
-    fn messages_with_feedback(&self, feedback: &[String]) -> Vec<Message> {
-        let mut messages = self.messages.clone();
-        let suffix: String = feedback.iter().map(|f| format!("\n\nPrior attempt feedback: {f}")).collect();
-        let last_user = messages.iter_mut().rev().find(|m| m.role == Role::User);
-        if let Some(message) = last_user {
-            match &mut message.content {
-                Some(Content::Text(text)) => text.push_str(&suffix),
-                Some(Content::Parts(parts)) => {
-                    let last_text = parts.iter_mut().rev().find_map(|p| match p.get_mut("text") {
-                        Some(Value::String(text)) => Some(text),
-                        _ => None,
-                    });
-                    match last_text {
-                        Some(text) => text.push_str(&suffix),
-                        None => parts.push(serde_json::json!({"type": "text", "text": suffix.trim_start()})),
-                    }
-                }
-                None => message.content = Some(Content::Text(suffix.trim_start().to_string())),
-            }
-        }
-        messages
     }
 
     /// A field of the request body by JSON pointer (`/response_format/type`).
@@ -298,27 +274,6 @@ mod tests {
         let mut expected = body;
         expected["model"] = json!("smollm2");
         assert_eq!(sent, expected);
-    }
-
-    #[test]
-    fn feedback_accumulates_on_the_last_user_message() {
-        let req: ChatRequest = serde_json::from_value(json!({"messages": [
-            {"role": "user", "content": "first"},
-            {"role": "assistant", "content": "x"},
-            {"role": "user", "content": [{"type": "text", "text": "Q?"}, {"type": "image_url", "image_url": {"url": "u"}}]}
-        ]}))
-        .unwrap();
-        let body: Value =
-            serde_json::from_slice(&req.body_for("m", &["too short".into(), "not JSON".into()]).unwrap()).unwrap();
-        assert_eq!(body["messages"][0]["content"], "first");
-        assert_eq!(
-            body["messages"][2]["content"][0]["text"],
-            "Q?\n\nPrior attempt feedback: too short\n\nPrior attempt feedback: not JSON"
-        );
-        let text: ChatRequest =
-            serde_json::from_value(json!({"messages": [{"role": "user", "content": "Q?"}]})).unwrap();
-        let body: Value = serde_json::from_slice(&text.body_for("m", &["be brief".into()]).unwrap()).unwrap();
-        assert_eq!(body["messages"][0]["content"], "Q?\n\nPrior attempt feedback: be brief");
     }
 
     #[test]

@@ -1,0 +1,137 @@
+//! A chat request in flight: everything its run and its response need, owned (a delayed
+//! stream carries it past the handler), and the one record it leaves when it ends —
+//! answered, failed, abandoned by its client or cut off by its deadline.
+
+use std::sync::Arc;
+
+use tokio::time::Instant;
+
+use super::caller::Caller;
+use crate::app::AppState;
+use crate::escalate::{self, Answer, Produced, Progress, RunContext, Trail};
+use crate::metrics::InFlight;
+use crate::openai::ChatRequest;
+use crate::policy::{Classification, ContentClass, Plan};
+use crate::record::{Answered, Ending, Planned, RequestRecord};
+use crate::upstream::Reply;
+
+pub struct Job {
+    pub id: String,
+    pub state: AppState,
+    /// Who is calling, and the config generation the request runs on (a reload does
+    /// not touch it).
+    pub caller: Caller,
+    pub request: Arc<ChatRequest>,
+    pub plan: Arc<Plan>,
+    /// When the request must be answered by.
+    pub deadline: Option<Instant>,
+    pub classification: Classification,
+    pub started: Instant,
+    /// When `server.request_timeout_ms` cuts the response off, if it applies.
+    pub cut_off: Option<Instant>,
+    /// Whether the request's record is written: a job dropped before that (the client
+    /// left, or the request deadline passed) writes it on drop.
+    pub recorded: bool,
+    /// The run's trail so far, when a dropped request would need it.
+    pub progress: Option<Progress>,
+    /// Held until the response is done — for a stream, until its body ends.
+    pub guards: Option<Guards>,
+}
+
+/// What a request holds until its response is done: its place in
+/// `in_flight_requests` and under `server.max_concurrent_requests`.
+pub struct Guards {
+    pub in_flight: InFlight,
+    pub slot: Option<crate::slots::Slot>,
+}
+
+impl Job {
+    /// The run, detached from the response side: it owns what it reads.
+    pub fn run(&self) -> impl std::future::Future<Output = escalate::Outcome> + Send + 'static {
+        let (generation, request, plan) = (self.caller.generation.clone(), self.request.clone(), self.plan.clone());
+        let (profile, deadline, progress) = (self.caller.profile.clone(), self.deadline, self.progress.clone());
+        async move {
+            let ctx = RunContext {
+                config: &generation.config,
+                upstreams: &generation.upstreams,
+                request: &request,
+                profile: &profile,
+                warmth: &generation.warmth,
+                deadline,
+                progress: progress.as_ref(),
+            };
+            escalate::run(&ctx, &plan).await
+        }
+    }
+
+    /// The class the request ended with: as classified, or sensitive when a model's
+    /// words made it so during the run.
+    pub fn applied_class(&self, trail: &Trail) -> Classification {
+        let mut applied = self.classification.clone();
+        if let Some(because) = &trail.reclassified {
+            applied.class = ContentClass::Sensitive;
+            applied.because.push(because.clone());
+        }
+        applied
+    }
+
+    /// Writes the request's one record (metrics and audit) and charges the tokens its
+    /// attempts used to the caller's key.
+    pub fn record(&mut self, trail: &Trail, answer: Option<&Answer>, ending: Ending) {
+        self.recorded = true;
+        let answered = answer.map(|a| Answered { tier: a.step.tier, model: &a.step.model });
+        let content = self.state.audit.include_content.then(|| (self.request.messages.as_slice(), answer_text(answer)));
+        self.emit(trail, answered, ending, content);
+    }
+
+    fn emit(
+        &self,
+        trail: &Trail,
+        answered: Option<Answered<'_>>,
+        ending: Ending,
+        content: Option<(&[crate::openai::Message], Option<String>)>,
+    ) {
+        if let Some(key) = self.caller.key {
+            self.state.rate_limits.spend_tokens(key, trail.tokens().total(), Instant::now());
+        }
+        let planned = Planned {
+            plan: &self.plan,
+            profile: &self.caller.profile.name,
+            class: self.applied_class(trail),
+            stream: self.request.is_stream(),
+            trail,
+            answered,
+            took: self.started.elapsed(),
+            content,
+        };
+        let record = RequestRecord { id: &self.id, task: Some(&self.plan.task), ending, planned: Some(planned) };
+        record.emit(&self.caller.generation.config, &self.state.metrics, &self.state.audit);
+    }
+}
+
+impl Drop for Job {
+    /// A request dropped before its response was complete: cut off by
+    /// `server.request_timeout_ms` (the client got a 504), or given up by its client (or
+    /// by shutdown, when its grace period ran out). Its record lists the attempts made,
+    /// and the call it was waiting on as `abandoned`.
+    fn drop(&mut self) {
+        if self.recorded {
+            return;
+        }
+        let trail = self.progress.as_ref().map(|p| p.so_far().abandoned()).unwrap_or_default();
+        let timed_out = self.cut_off.is_some_and(|at| Instant::now() >= at);
+        let ending = if timed_out { Ending::TimedOut } else { Ending::ClientGone };
+        self.emit(&trail, None, ending, None);
+    }
+}
+
+/// The answer's text, when it is known without reading a stream.
+fn answer_text(answer: Option<&Answer>) -> Option<String> {
+    let completion = match &answer?.produced {
+        Produced::Upstream(Reply::Json(bytes)) => serde_json::from_slice(bytes).ok()?,
+        Produced::Completion(completion) => completion.clone(),
+        Produced::Rules(reply) => return Some(reply.clone()),
+        Produced::Upstream(Reply::Stream { .. }) => return None,
+    };
+    Some(crate::escalate::Candidate::from_completion(&completion).text)
+}

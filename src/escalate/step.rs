@@ -1,0 +1,168 @@
+//! One step of a run: what may skip it before any call (the privacy backstop, a missing
+//! key, too cold for the deadline, an open circuit, no place at the upstream), and its
+//! call with retries — exponential backoff with full jitter, honouring `Retry-After`,
+//! never past the deadline or an opened circuit.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::time::Instant;
+use tracing::{debug, error};
+
+use super::{Guard, RunContext, Trail, Verdict};
+use crate::config::UpstreamConfig;
+use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier, Why};
+use crate::upstream::{Failure, Reply, Slot, Upstream, UpstreamError};
+use crate::warmth::cold_start_fits;
+
+/// A step that may be called now.
+pub struct Ready<'a> {
+    pub step: &'a Step,
+    pub upstream: &'a Arc<Upstream>,
+    /// The request as this step's upstream gets it, feedback included.
+    pub body: Bytes,
+    /// Whether the model was loaded, if known.
+    pub warm: Option<bool>,
+    /// Whether its answer is verified: its tier is, and a later step could still answer.
+    pub verified: bool,
+}
+
+/// The call was made (and maybe retried): when its last try started, and what came back.
+pub struct Called {
+    pub started: Instant,
+    pub reply: Result<Reply, UpstreamError>,
+}
+
+/// Whether `planned` may be called now, or why it is skipped. `later` are the steps after
+/// it; `feedback` is what earlier steps' rejections said.
+pub fn ready<'a>(
+    ctx: &'a RunContext<'_>,
+    plan: &Plan,
+    planned: &'a PlannedStep,
+    guard: &Guard<'_>,
+    later: &[&PlannedStep],
+    feedback: &[String],
+) -> Result<Ready<'a>, Why> {
+    let step = &planned.step;
+    if let crate::policy::Action::Skip(why) = &planned.action {
+        return Err(why.clone());
+    }
+    // The backstop, again, where bytes leave: whatever the plan says, sensitive content
+    // — or a request a model's words made sensitive — never leaves this machine.
+    if guard.is_sensitive() && step.tier > Tier::Local {
+        if plan.class == ContentClass::Sensitive {
+            error!(task = %plan.task, model = %step.model, "plan would send sensitive content off this machine; refused");
+        }
+        return Err(guard.privacy_why());
+    }
+    let Some(upstream) = ctx.upstreams.get(&step.upstream) else {
+        return Err(Why::Failed { upstream: step.upstream.clone(), error: "not configured".into(), said: None });
+    };
+    if let (Some(env), None) = (&upstream.config.api_key_env, &upstream.config.api_key) {
+        return Err(Why::MissingKey { env: env.clone(), upstream: step.upstream.clone() });
+    }
+    // A later step can still answer: the only case where skipping a cold model for time,
+    // or verifying an answer, makes sense. Plan steps are already within the privacy
+    // ceiling, so this never escalates past it.
+    let later = later.iter().any(|s| guard.may_run(s));
+    let warm = ctx.warmth.is_warm(&step.upstream, &step.upstream_model);
+    if later {
+        let remaining = ctx.deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if let Err(cold) = cold_start_fits(warm, ctx.warmth.expected_load(&step.model), remaining) {
+            return Err(Why::TooCold { expected_load: cold.expected_load, remaining: cold.remaining });
+        }
+    }
+    let body = ctx.request.body_for(&step.upstream_model, feedback).map_err(|err| Why::Failed {
+        upstream: step.upstream.clone(),
+        error: format!("cannot encode the request: {err}"),
+        said: None,
+    })?;
+    if let Err(open) = upstream.allows_call() {
+        return Err(Why::CircuitOpen {
+            upstream: step.upstream.clone(),
+            remaining: open.remaining,
+            failures: open.failures,
+        });
+    }
+    let verified = later && ctx.verify(plan).is_some_and(|v| v.applies_to(step.tier));
+    Ok(Ready { step, upstream, body, warm, verified })
+}
+
+/// Waits for a place at the upstream, then calls it, retrying what may succeed on a
+/// second try; each failed try is an attempt in the trail. `Err` when no place freed up.
+pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &mut Trail) -> Result<Called, Why> {
+    let Ready { step, upstream, .. } = ready;
+    let slot = upstream.reserve(ctx.deadline).await.map_err(|busy| Why::Busy {
+        upstream: step.upstream.clone(),
+        max: busy.max,
+        waited: busy.waited,
+    })?;
+    let called = with_retries(ctx, plan, ready, &slot, trail).await;
+    // A stream holds its own clone of the slot until it ends.
+    drop(slot);
+    if called.reply.is_ok() {
+        ctx.warmth.mark_warm(&step.upstream, &step.upstream_model);
+    }
+    Ok(called)
+}
+
+async fn with_retries(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, slot: &Slot, trail: &mut Trail) -> Called {
+    let Ready { step, upstream, body, warm, .. } = ready;
+    let mut retries_left = upstream.config.retries;
+    loop {
+        let started = Instant::now();
+        let reply = upstream.chat(slot, body.clone(), ctx.request.is_stream()).await;
+        upstream.record(&reply);
+        ctx.warmth.record_attempt(&step.model, *warm, started.elapsed());
+        let Err(err) = &reply else { return Called { started, reply } };
+        if !err.retryable() || retries_left == 0 {
+            return Called { started, reply };
+        }
+        let retry = upstream.config.retries - retries_left;
+        let Some(wait) = backoff(&upstream.config, retry, err.retry_after) else { return Called { started, reply } };
+        let fits = ctx.deadline.is_none_or(|d| Instant::now() + wait < d);
+        // A circuit that opened on this failure ends the retries too.
+        if !fits || upstream.circuit_open() {
+            return Called { started, reply };
+        }
+        trail.called(step, started.elapsed(), Verdict::Error, Some(why_failed(step, upstream, err)), *warm);
+        trail.retried(wait);
+        ctx.publish(trail, step);
+        debug!(task = %plan.task, model = %step.model, error = %err, wait_ms = wait.as_millis() as u64, "retrying");
+        tokio::time::sleep(wait).await;
+        retries_left -= 1;
+    }
+}
+
+/// Why a call failed, for the trail: unreachable (`not_ready`) or failed (`runtime_error`).
+pub fn why_failed(step: &Step, upstream: &Upstream, err: &UpstreamError) -> Why {
+    match &err.failure {
+        Failure::Connect(detail) => Why::Unreachable {
+            upstream: step.upstream.clone(),
+            base_url: upstream.config.base_url.to_string(),
+            error: detail.clone(),
+        },
+        _ => Why::Failed { upstream: step.upstream.clone(), error: err.summary(), said: err.said() },
+    }
+}
+
+/// The wait before retry number `retry` (0-based): exponential backoff with full jitter,
+/// at least the upstream's `Retry-After`. `None` when the `Retry-After` is longer than
+/// `retry_backoff_max_ms` allows.
+fn backoff(config: &UpstreamConfig, retry: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    let cap = config.retry_backoff.saturating_mul(1u32 << retry.min(16)).min(config.retry_backoff_max);
+    let jittered = cap.mul_f64(random_fraction());
+    match retry_after {
+        Some(asked) if asked > config.retry_backoff_max => None,
+        Some(asked) => Some(jittered.max(asked)),
+        None => Some(jittered),
+    }
+}
+
+/// A uniformly random number in [0, 1), from the standard library's hash seeding.
+fn random_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher};
+    let bits = std::collections::hash_map::RandomState::new().build_hasher().finish();
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
