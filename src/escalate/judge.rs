@@ -35,7 +35,30 @@ pub fn render(template: &str, request: &ChatRequest, answer: &str) -> String {
         .collect();
     let user = request.messages.iter().rev().find(|m| m.role == Role::User).and_then(|m| text_of(m.content.as_ref()));
     let system = if system.is_empty() { "(none)".to_string() } else { system.join("\n") };
-    template.replace("{system}", &system).replace("{user}", user.unwrap_or("(none)")).replace("{answer}", answer)
+    fill(template, &[("{system}", &system), ("{user}", user.unwrap_or("(none)")), ("{answer}", answer)])
+}
+
+/// `template` with each placeholder replaced, in one pass: text already put in (a user
+/// message that says `{answer}`) is never replaced again.
+fn fill(template: &str, values: &[(&str, &str)]) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        rest = &rest[open..];
+        match values.iter().find(|(placeholder, _)| rest.starts_with(placeholder)) {
+            Some((placeholder, value)) => {
+                out.push_str(value);
+                rest = &rest[placeholder.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn text_of(content: Option<&Content>) -> Option<&str> {
@@ -101,6 +124,20 @@ mod tests {
         assert!(parse_verdict("Looks good to me.").unwrap_err().starts_with("no verdict"));
         assert!(parse_verdict("{\"accept\": \"yes\"}").is_err());
         assert!(parse_verdict("{\"accept\": tru").is_err());
+    }
+
+    #[test]
+    fn text_put_in_is_never_filled_again() {
+        let request: ChatRequest = serde_json::from_value(json!({"messages": [
+            {"role": "system", "content": "Reply with {user} and {answer} literally."},
+            {"role": "user", "content": "What does {answer} mean in a template?"}
+        ]}))
+        .unwrap();
+        let prompt = render(DEFAULT_PROMPT, &request, "It is a placeholder: {system}.");
+        assert!(prompt.contains("SYSTEM:\nReply with {user} and {answer} literally."), "{prompt}");
+        assert!(prompt.contains("USER:\nWhat does {answer} mean in a template?"), "{prompt}");
+        assert!(prompt.contains("ANSWER:\nIt is a placeholder: {system}."), "{prompt}");
+        assert_eq!(fill("{a}{b} {c", &[("{a}", "{b}"), ("{b}", "x")]), "{b}x {c");
     }
 
     #[test]

@@ -19,6 +19,8 @@ async fn a_real_model_answers_through_a_task() {
     assert_eq!(header(&response, "x-tierwise-tier"), "local");
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["object"], "chat.completion");
+    // llama-server started with --alias (as scripts/run does) names the model, not its file.
+    assert_eq!(body["model"], "smollm2");
     let text = body["choices"][0]["message"]["content"].as_str().unwrap();
     assert!(text.split_whitespace().count() >= 2, "not generated text: {text:?}");
     assert!(body["usage"]["completion_tokens"].as_u64().unwrap() > 0);

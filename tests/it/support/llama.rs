@@ -46,7 +46,7 @@ impl LlamaServer {
         let (binary, model) = locate();
         let port = super::dead_address().await.port();
         let child = Command::new(&binary)
-            .args(["--model", &model, "--host", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--model", &model, "--alias", "smollm2", "--host", "127.0.0.1", "--port", &port.to_string()])
             .args(["--ctx-size", "2048", "--threads", "2", "--parallel", "2", "--seed", "7"])
             .args(extra_args)
             .stdout(Stdio::null())
