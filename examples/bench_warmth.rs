@@ -8,6 +8,7 @@
 //! 2. A whole chat completion through tierwise against a local double, warmth `none`
 //!    versus `llama-swap` probed every 50 ms (25 times the default rate), rounds
 //!    alternating; median and p99 µs.
+#![expect(clippy::expect_used, reason = "a benchmark that cannot run stops, saying why")]
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

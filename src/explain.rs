@@ -16,13 +16,36 @@ pub struct Explanation {
     pub direct: bool,
     pub profile: String,
     pub content_class: Classification,
-    /// `answers` (some step would run), `rules` (only the rules reply would answer),
-    /// `refused` (tier_too_low / privacy_blocked), or `no_tier_available`.
-    pub outcome: &'static str,
+    pub outcome: Expected,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub refusal: Option<RefusalView>,
     pub steps: Vec<StepView>,
     pub rules_reply: bool,
+}
+
+/// What a request would get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Expected {
+    /// Some step would run.
+    Answers,
+    /// Only the rules reply would answer.
+    Rules,
+    /// The policy refuses it (`tier_too_low`, `privacy_blocked`).
+    Refused,
+    /// Nothing could answer.
+    NoTierAvailable,
+}
+
+impl Expected {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Expected::Answers => "answers",
+            Expected::Rules => "rules",
+            Expected::Refused => "refused",
+            Expected::NoTierAvailable => "no_tier_available",
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -59,7 +82,7 @@ pub fn explain(
         direct: resolved.direct,
         profile: profile.name.clone(),
         content_class: class.clone(),
-        outcome: "no_tier_available",
+        outcome: Expected::NoTierAvailable,
         refusal: None,
         steps: Vec::new(),
         rules_reply: false,
@@ -67,7 +90,7 @@ pub fn explain(
     let plan = match policy::plan(config, &PlanRequest { resolved, profile, class }) {
         Ok(plan) => plan,
         Err(refusal) => {
-            explanation.outcome = "refused";
+            explanation.outcome = Expected::Refused;
             explanation.refusal = Some(RefusalView { code: refusal.code(), message: refusal.explain(locale) });
             return explanation;
         }
@@ -82,8 +105,8 @@ pub fn explain(
                 _ => None,
             }),
         };
-        if why.is_none() && explanation.outcome == "no_tier_available" {
-            explanation.outcome = "answers";
+        if why.is_none() && explanation.outcome == Expected::NoTierAvailable {
+            explanation.outcome = Expected::Answers;
         }
         explanation.steps.push(StepView {
             step: step.index,
@@ -95,8 +118,8 @@ pub fn explain(
             message: why.as_ref().map(|w| w.explain(locale)),
         });
     }
-    if explanation.outcome == "no_tier_available" && explanation.rules_reply {
-        explanation.outcome = "rules";
+    if explanation.outcome == Expected::NoTierAvailable && explanation.rules_reply {
+        explanation.outcome = Expected::Rules;
     }
     explanation
 }
@@ -104,7 +127,7 @@ pub fn explain(
 impl Explanation {
     /// Whether a request could get an answer at all (modulo upstreams failing).
     pub fn runnable(&self) -> bool {
-        matches!(self.outcome, "answers" | "rules")
+        matches!(self.outcome, Expected::Answers | Expected::Rules)
     }
 
     /// For people: one line per step.
@@ -137,7 +160,7 @@ impl Explanation {
         if self.rules_reply {
             let _ = writeln!(out, "  then: the rules reply (tier none)");
         }
-        let _ = writeln!(out, "outcome: {}", self.outcome);
+        let _ = writeln!(out, "outcome: {}", self.outcome.as_str());
         out
     }
 }

@@ -96,7 +96,7 @@ impl RequestRecord<'_> {
             let finished = Finished {
                 task,
                 trail: planned.trail,
-                tier: planned.answered.map(|a| a.tier.as_str()),
+                tier: planned.answered.map(|a| a.tier),
                 outcome,
                 took: planned.took,
             };

@@ -13,7 +13,7 @@ pub fn rules_completion(reply: &str) -> Value {
         "id": format!("chatcmpl-rules-{}", now()),
         "object": "chat.completion",
         "created": now(),
-        "model": "rules",
+        "model": crate::policy::RULES,
         "choices": [{
             "index": 0,
             "message": {"role": "assistant", "content": reply, "refusal": null},

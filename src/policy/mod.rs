@@ -60,16 +60,22 @@ pub struct Step {
     pub tier: Tier,
 }
 
+/// The name the rules reply goes by in the trail, headers and metrics (tier `none`).
+pub const RULES: &str = "rules";
+
+/// The name of the step that stands for a tier no model of the chain has (an override to
+/// a tier the task lacks).
+pub const NO_MODEL: &str = "-";
+
 impl Step {
     /// The rules reply, tier `none`, after the chain.
     pub fn rules(index: usize) -> Step {
-        Step {
-            index,
-            model: "rules".into(),
-            upstream_model: "rules".into(),
-            upstream: "rules".into(),
-            tier: Tier::None,
-        }
+        Step { index, model: RULES.into(), upstream_model: RULES.into(), upstream: RULES.into(), tier: Tier::None }
+    }
+
+    /// The place of a tier the chain has no model of.
+    pub fn no_model(index: usize, tier: Tier) -> Step {
+        Step { index, model: NO_MODEL.into(), upstream_model: String::new(), upstream: NO_MODEL.into(), tier }
     }
 }
 
@@ -205,13 +211,7 @@ pub fn plan(config: &Config, request: &PlanRequest<'_>) -> Result<Plan, Refusal>
             plan.steps.push(PlannedStep { step, action });
         }
         if !any {
-            let missing = Step {
-                index: plan.steps.len(),
-                model: "-".into(),
-                upstream_model: String::new(),
-                upstream: "-".into(),
-                tier,
-            };
+            let missing = Step::no_model(plan.steps.len(), tier);
             let why = Why::NoBackend { task: task.name.clone(), profile: profile.name.clone() };
             plan.steps.push(PlannedStep { step: missing, action: Action::Skip(why) });
         }

@@ -1,5 +1,10 @@
 //! The one integration test binary: tierwise on 127.0.0.1:0 against real HTTP upstreams
 //! on 127.0.0.1:0 (doubles serving recorded bodies, and the real local LLM).
+#![expect(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test that cannot go on fails, with the panic as its message"
+)]
 
 mod support;
 

@@ -390,7 +390,10 @@ async fn serve(socket: TcpStream, script: Script, counters: Arc<Counters>) {
             if let Ok(socket) = reader.reunite(writer) {
                 // SO_LINGER 0 makes the close an abort: the kernel sends an RST at once
                 // (the deprecation is about a non-zero linger blocking the thread).
-                #[allow(deprecated)]
+                #[expect(
+                    deprecated,
+                    reason = "SO_LINGER 0 makes close() an abort at once: the deprecation is about blocking"
+                )]
                 let _ = socket.set_linger(Some(Duration::ZERO));
             }
         }

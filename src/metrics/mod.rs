@@ -1,59 +1,21 @@
 //! Every Prometheus metric tierwise exports, with one typed function per event. Label
-//! values come from config names and fixed enums only — never from request text.
+//! values come from config names and fixed enums only — never from request text. The
+//! families themselves (names, types, labels, buckets) are in [`families`].
+
+mod families;
 
 use std::time::Duration;
 
-use prometheus::core::Collector;
 use prometheus::{
-    CounterVec, Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, Registry, TextEncoder,
+    CounterVec, Encoder, GaugeVec, Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Registry,
+    TextEncoder,
 };
 
 use crate::config::Config;
 use crate::escalate::{Event, Trail, Verdict};
 use crate::policy::{SkipReason, Tier, Why};
 
-/// Every metric family tierwise exports, with its type and labels. Dashboards and tests
-/// check their queries against this list.
-pub const EXPORTED: &[(&str, &str, &[&str])] = &[
-    ("tierwise_requests_total", "counter", &["task", "tier", "outcome"]),
-    ("tierwise_request_duration_seconds", "histogram", &["task", "tier"]),
-    ("tierwise_attempts_total", "counter", &["task", "tier", "model", "verdict"]),
-    ("tierwise_attempt_duration_seconds", "histogram", &["tier", "model"]),
-    ("tierwise_skips_total", "counter", &["task", "tier", "reason"]),
-    ("tierwise_escalations_total", "counter", &["task", "from_tier", "to_tier"]),
-    ("tierwise_warm_starts_total", "counter", &["model", "warm"]),
-    ("tierwise_verifier_duration_seconds", "histogram", &["task"]),
-    ("tierwise_verifier_verdicts_total", "counter", &["task", "verdict"]),
-    ("tierwise_tokens_total", "counter", &["tier", "model", "kind"]),
-    ("tierwise_time_to_first_token_seconds", "histogram", &["tier", "model"]),
-    ("tierwise_overhead_seconds", "histogram", &[]),
-    ("tierwise_in_flight_requests", "gauge", &[]),
-    ("tierwise_privacy_blocked_total", "counter", &["task", "reason"]),
-    ("tierwise_local_output_guarded_total", "counter", &["task", "action"]),
-    ("tierwise_upstream_up", "gauge", &["upstream"]),
-    ("tierwise_model_load_seconds", "gauge", &["model"]),
-    ("tierwise_cost_usd_total", "counter", &["tier", "model"]),
-    ("tierwise_cost_avoided_usd_total", "counter", &["task"]),
-    ("tierwise_audit_lost_total", "counter", &[]),
-    ("tierwise_config_reloads_total", "counter", &["result"]),
-    ("tierwise_rate_limited_total", "counter", &["profile", "limit"]),
-    ("tierwise_shed_total", "counter", &["scope", "upstream"]),
-    ("tierwise_upstream_in_flight", "gauge", &["upstream"]),
-    ("tierwise_circuit_open", "gauge", &["upstream"]),
-];
-
-/// Seconds; LLM calls range from milliseconds to minutes.
-const LATENCY_BUCKETS: &[f64] =
-    &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0];
-
-/// Seconds; tierwise's own time per request is microseconds.
-const OVERHEAD_BUCKETS: &[f64] =
-    &[0.00002, 0.00005, 0.0001, 0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1];
-
-/// Seconds; deterministic checks are microseconds, a judge is seconds.
-const VERIFIER_BUCKETS: &[f64] =
-    &[0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+pub use families::EXPORTED;
 
 #[derive(Clone)]
 pub struct Metrics {
@@ -126,185 +88,12 @@ pub struct Finished<'a> {
     pub task: &'a str,
     pub trail: &'a Trail,
     /// The tier that answered, if any.
-    pub tier: Option<&'a str>,
+    pub tier: Option<Tier>,
     pub outcome: Outcome,
     /// Until the response (or, for a stream, its first byte) was ready.
     pub took: Duration,
 }
-
-fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
-    IntCounterVec::new(Opts::new(name, help), labels)
-}
-
-fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> Result<HistogramVec, prometheus::Error> {
-    HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets.to_vec()), labels)
-}
-
 impl Metrics {
-    pub fn new() -> Result<Self, prometheus::Error> {
-        let m = Metrics {
-            registry: Registry::new(),
-            requests: counter(
-                "tierwise_requests_total",
-                "Chat completion requests by task, answering tier and outcome",
-                &["task", "tier", "outcome"],
-            )?,
-            request_duration: histogram(
-                "tierwise_request_duration_seconds",
-                "Time until the answer (a stream: its first byte), by task and answering tier",
-                LATENCY_BUCKETS,
-                &["task", "tier"],
-            )?,
-            attempts: counter(
-                "tierwise_attempts_total",
-                "Upstream calls by task, tier, model alias and verdict",
-                &["task", "tier", "model", "verdict"],
-            )?,
-            attempt_duration: histogram(
-                "tierwise_attempt_duration_seconds",
-                "Duration of one upstream call (and its verification)",
-                LATENCY_BUCKETS,
-                &["tier", "model"],
-            )?,
-            skips: counter(
-                "tierwise_skips_total",
-                "Steps skipped without a call, by task, tier and reason",
-                &["task", "tier", "reason"],
-            )?,
-            escalations: counter(
-                "tierwise_escalations_total",
-                "Moves from one attempt to the next after a rejection or failure",
-                &["task", "from_tier", "to_tier"],
-            )?,
-            warm_starts: counter(
-                "tierwise_warm_starts_total",
-                "Attempts by whether the model was loaded (true, false, unknown)",
-                &["model", "warm"],
-            )?,
-            verifier_duration: histogram(
-                "tierwise_verifier_duration_seconds",
-                "Time spent verifying one answer (checks and judge)",
-                VERIFIER_BUCKETS,
-                &["task"],
-            )?,
-            verifier_verdicts: counter(
-                "tierwise_verifier_verdicts_total",
-                "Verified answers by verdict (accept, escalate)",
-                &["task", "verdict"],
-            )?,
-            tokens: counter(
-                "tierwise_tokens_total",
-                "Tokens by tier, model alias and kind (prompt, completion)",
-                &["tier", "model", "kind"],
-            )?,
-            ttft: histogram(
-                "tierwise_time_to_first_token_seconds",
-                "Streams: time until the first event reached the client",
-                LATENCY_BUCKETS,
-                &["tier", "model"],
-            )?,
-            overhead: Histogram::with_opts(
-                HistogramOpts::new(
-                    "tierwise_overhead_seconds",
-                    "Time spent in tierwise itself per request (not waiting on upstreams)",
-                )
-                .buckets(OVERHEAD_BUCKETS.to_vec()),
-            )?,
-            in_flight: IntGauge::new("tierwise_in_flight_requests", "Chat completion requests being handled")?,
-            privacy_blocked: counter(
-                "tierwise_privacy_blocked_total",
-                "Requests refused or steps removed by the tier policy, by task and reason",
-                &["task", "reason"],
-            )?,
-            local_output_guarded: counter(
-                "tierwise_local_output_guarded_total",
-                "Times personal data in what a model said was kept from a higher tier, by task and action \
-                 (reclassified, feedback_redacted, judge_withheld)",
-                &["task", "action"],
-            )?,
-            upstream_up: IntGaugeVec::new(
-                Opts::new("tierwise_upstream_up", "Whether the upstream's warmth probe answers (1) or not (0)"),
-                &["upstream"],
-            )?,
-            model_load: GaugeVec::new(
-                Opts::new("tierwise_model_load_seconds", "Learned cold-start time of a model (seconds)"),
-                &["model"],
-            )?,
-            cost: CounterVec::new(
-                Opts::new("tierwise_cost_usd_total", "Spend at the configured model prices, USD"),
-                &["tier", "model"],
-            )?,
-            cost_avoided: CounterVec::new(
-                Opts::new(
-                    "tierwise_cost_avoided_usd_total",
-                    "What answers below cloud would have cost at the task's last priced cloud step, USD",
-                ),
-                &["task"],
-            )?,
-            audit_lost: IntCounter::new(
-                "tierwise_audit_lost_total",
-                "Audit records that could not be queued or written",
-            )?,
-            config_reloads: counter(
-                "tierwise_config_reloads_total",
-                "Config reloads by result (applied, rejected)",
-                &["result"],
-            )?,
-            rate_limited: counter(
-                "tierwise_rate_limited_total",
-                "Requests refused with 429 by a client key's rate limit (requests or tokens per minute)",
-                &["profile", "limit"],
-            )?,
-            shed: counter(
-                "tierwise_shed_total",
-                "Requests (scope server) or steps (scope upstream) shed by a concurrency limit",
-                &["scope", "upstream"],
-            )?,
-            upstream_in_flight: IntGaugeVec::new(
-                Opts::new("tierwise_upstream_in_flight", "Calls to the upstream in progress (streams until they end)"),
-                &["upstream"],
-            )?,
-            circuit_open: IntGaugeVec::new(
-                Opts::new("tierwise_circuit_open", "Whether the upstream's circuit breaker is open or probing (1)"),
-                &["upstream"],
-            )?,
-            names: Vec::new(),
-        };
-        let mut m = m;
-        let collectors: Vec<Box<dyn Collector>> = vec![
-            Box::new(m.requests.clone()),
-            Box::new(m.request_duration.clone()),
-            Box::new(m.attempts.clone()),
-            Box::new(m.attempt_duration.clone()),
-            Box::new(m.skips.clone()),
-            Box::new(m.escalations.clone()),
-            Box::new(m.warm_starts.clone()),
-            Box::new(m.verifier_duration.clone()),
-            Box::new(m.verifier_verdicts.clone()),
-            Box::new(m.tokens.clone()),
-            Box::new(m.ttft.clone()),
-            Box::new(m.overhead.clone()),
-            Box::new(m.in_flight.clone()),
-            Box::new(m.privacy_blocked.clone()),
-            Box::new(m.local_output_guarded.clone()),
-            Box::new(m.upstream_up.clone()),
-            Box::new(m.model_load.clone()),
-            Box::new(m.cost.clone()),
-            Box::new(m.cost_avoided.clone()),
-            Box::new(m.audit_lost.clone()),
-            Box::new(m.config_reloads.clone()),
-            Box::new(m.rate_limited.clone()),
-            Box::new(m.shed.clone()),
-            Box::new(m.upstream_in_flight.clone()),
-            Box::new(m.circuit_open.clone()),
-        ];
-        for collector in collectors {
-            m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
-            m.registry.register(collector)?;
-        }
-        Ok(m)
-    }
-
     pub fn request_started(&self) -> InFlight {
         self.in_flight.inc();
         InFlight(self.in_flight.clone())
@@ -314,7 +103,7 @@ impl Metrics {
     /// tokens, cost, overhead — all from its trail.
     pub fn request_finished(&self, config: &Config, finished: &Finished<'_>) {
         let Finished { task, trail, tier, outcome, took } = *finished;
-        let answered_tier = tier.unwrap_or("none");
+        let answered_tier = tier.unwrap_or(Tier::None).as_str();
         self.requests.with_label_values(&[task, answered_tier, outcome.as_str()]).inc();
         self.request_duration.with_label_values(&[task, answered_tier]).observe(took.as_secs_f64());
         let mut upstream_time = Duration::ZERO;
@@ -366,7 +155,7 @@ impl Metrics {
         }
         self.overhead.observe(took.saturating_sub(upstream_time).as_secs_f64());
         if let (Some((prompt, completion)), Some(tier)) = (answer_tokens, tier) {
-            if tier != "cloud" {
+            if tier != Tier::Cloud {
                 self.cost_avoided(config, task, prompt, completion);
             }
         }
@@ -513,7 +302,7 @@ mod tests {
         let finished = Finished {
             task: "chat",
             trail: &trail,
-            tier: Some("local"),
+            tier: Some(Tier::Local),
             outcome: Outcome::Answered,
             took: Duration::from_millis(6),
         };
