@@ -240,3 +240,6 @@ impl MakeRequestId for RequestIds {
         HeaderValue::try_from(format!("{}-{n:x}", self.prefix)).ok().map(RequestId::new)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -28,13 +28,18 @@ pub async fn chat_completions(
     caller: Result<Caller, ApiError>,
     headers: HeaderMap,
     cut_off: Option<Extension<ResponseDeadline>>,
-    JsonBody(mut request): JsonBody<ChatRequest>,
+    body: Result<JsonBody<ChatRequest>, ApiError>,
 ) -> Response {
     let started = Instant::now();
     let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let early = |err: ApiError, task: Option<&str>| respond::early(&id, &state, task, err);
+    // Who is calling is answered first: an unknown caller learns nothing of its body.
     let caller = match caller {
         Ok(caller) => caller,
+        Err(err) => return early(err, None),
+    };
+    let mut request = match body {
+        Ok(JsonBody(request)) => request,
         Err(err) => return early(err, None),
     };
     if let Some(key) = caller.key {

@@ -1,5 +1,8 @@
 // figment::Jail dictates the closure type, whose error (figment::Error) is large.
-#![expect(clippy::result_large_err, reason = "figment::Jail closures return figment::Error, which is large; these are tests")]
+#![expect(
+    clippy::result_large_err,
+    reason = "figment::Jail closures return figment::Error, which is large; these are tests"
+)]
 
 use std::path::Path;
 

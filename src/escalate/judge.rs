@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::openai::{ChatRequest, Content, Role};
-use crate::upstream::{Reply, Upstream};
+use crate::upstream::{Busy, Reply, Upstream, UpstreamError};
 
 /// The built-in judge prompt. `{system}`, `{user}` and `{answer}` are replaced.
 pub const DEFAULT_PROMPT: &str = "You review answers written by an AI assistant. Decide whether the ANSWER fully and \
@@ -18,11 +18,31 @@ SYSTEM:\n{system}\n\nUSER:\n{user}\n\nANSWER:\n{answer}\n\n\
 Reply with one JSON object and nothing else: {\"accept\": true or false, \"feedback\": \"if not accepted: what is \
 wrong and how to fix it, in one or two sentences\"}";
 
+/// What the judge said of an answer (not the trail's [`super::Verdict`] on an attempt).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Verdict {
+pub struct Ruling {
     pub accept: bool,
     #[serde(default)]
     pub feedback: String,
+}
+
+/// Why the judge's ruling is unknown: the answer escalates.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    #[error("the judge's upstream is {0}")]
+    Busy(Busy),
+    #[error("the judge failed: {0}")]
+    Failed(UpstreamError),
+    #[error("the judge did not answer within {} ms", .0.as_millis())]
+    TimedOut(Duration),
+    #[error("the judge streamed an answer")]
+    Streamed,
+    #[error("the judge's answer is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    #[error("no verdict in the judge's answer: {0:?}")]
+    NoVerdict(String),
+    #[error("unusable verdict: {0}")]
+    Unusable(serde_json::Error),
 }
 
 /// The judge prompt for `request` and `answer`.
@@ -68,8 +88,8 @@ fn text_of(content: Option<&Content>) -> Option<&str> {
     }
 }
 
-/// Asks `model` on `upstream`; `Err` carries the reason the verdict is unknown.
-pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Duration) -> Result<Verdict, String> {
+/// Asks `model` on `upstream` for its ruling.
+pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Duration) -> Result<Ruling, JudgeError> {
     let body = json!({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -79,32 +99,28 @@ pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Dura
     });
     let body = Bytes::from(body.to_string());
     let call = async {
-        let slot = upstream.reserve(None).await.map_err(|busy| format!("the judge's upstream is {busy}"))?;
-        upstream.chat(&slot, body, false).await.map_err(|e| format!("the judge failed: {e}"))
+        let slot = upstream.reserve(None).await.map_err(JudgeError::Busy)?;
+        upstream.chat(&slot, body, false).await.map_err(JudgeError::Failed)
     };
-    let reply = tokio::time::timeout(timeout, call)
-        .await
-        .map_err(|_| format!("the judge did not answer within {} ms", timeout.as_millis()))??;
-    let Reply::Json(bytes) = reply else { return Err("the judge streamed an answer".into()) };
-    let completion: Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("the judge's answer is not JSON: {e}"))?;
+    let reply = tokio::time::timeout(timeout, call).await.map_err(|_| JudgeError::TimedOut(timeout))??;
+    let Reply::Json(bytes) = reply else { return Err(JudgeError::Streamed) };
+    let completion: Value = serde_json::from_slice(&bytes).map_err(JudgeError::NotJson)?;
     let text = completion.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
     parse_verdict(text)
 }
 
 /// The first JSON object with a boolean `accept` in `text`, tolerating code fences and
 /// prose around it.
-pub fn parse_verdict(text: &str) -> Result<Verdict, String> {
+pub fn parse_verdict(text: &str) -> Result<Ruling, JudgeError> {
     for (start, _) in text.match_indices('{') {
         let mut stream = serde_json::Deserializer::from_str(&text[start..]).into_iter::<Value>();
         if let Some(Ok(value)) = stream.next() {
             if value.get("accept").is_some_and(Value::is_boolean) {
-                return serde_json::from_value(value).map_err(|e| format!("unusable verdict: {e}"));
+                return serde_json::from_value(value).map_err(JudgeError::Unusable);
             }
         }
     }
-    let excerpt: String = text.chars().take(120).collect();
-    Err(format!("no verdict in the judge's answer: {excerpt:?}"))
+    Err(JudgeError::NoVerdict(text.chars().take(120).collect()))
 }
 
 #[cfg(test)]
@@ -114,14 +130,14 @@ mod tests {
     #[test]
     fn finds_the_verdict_in_fences_and_prose() {
         let v = parse_verdict("Sure!\n```json\n{\"accept\": false, \"feedback\": \"Name the capital.\"}\n```").unwrap();
-        assert_eq!(v, Verdict { accept: false, feedback: "Name the capital.".into() });
+        assert_eq!(v, Ruling { accept: false, feedback: "Name the capital.".into() });
         let v = parse_verdict("{\"note\": {\"x\": 1}} then {\"accept\": true}").unwrap();
         assert!(v.accept && v.feedback.is_empty());
     }
 
     #[test]
     fn no_verdict_is_an_error() {
-        assert!(parse_verdict("Looks good to me.").unwrap_err().starts_with("no verdict"));
+        assert!(parse_verdict("Looks good to me.").unwrap_err().to_string().starts_with("no verdict"));
         assert!(parse_verdict("{\"accept\": \"yes\"}").is_err());
         assert!(parse_verdict("{\"accept\": tru").is_err());
     }

@@ -66,29 +66,27 @@ impl Probe {
             WarmthSource::LlamaServer => self.llama_server().await,
             WarmthSource::Ollama => self.ollama().await,
             WarmthSource::Always => Ok(Observation::Everything),
-            WarmthSource::None => Err("warmth \"none\" is not probed".to_string()),
+            WarmthSource::None => Err(ProbeError::NotProbed),
         };
-        result.unwrap_or_else(Observation::Down)
+        result.unwrap_or_else(|err| Observation::Down(err.to_string()))
     }
 
     /// `/running`; where that is missing (404), `/v1/models` with `status`.
-    async fn llama_swap(&self) -> Result<Observation, String> {
+    async fn llama_swap(&self) -> Result<Observation, ProbeError> {
         match self.get("running").await? {
             Answer::Ok(body) => return Ok(Observation::Loaded(wire::running_ready(&body)?)),
             Answer::Status(StatusCode::NOT_FOUND) => {}
-            Answer::Status(status) => return Err(unexpected("running", status)),
+            Answer::Status(status) => return Err(ProbeError::Status { path: "running", status }),
         }
         match self.get("v1/models").await? {
-            Answer::Ok(body) => wire::models_loaded(&body)?.map(Observation::Loaded).ok_or_else(|| {
-                "llama-swap has no /running and its /v1/models carries no status: upgrade llama-swap, or set warmth = \"none\"".to_string()
-            }),
-            Answer::Status(status) => Err(unexpected("v1/models", status)),
+            Answer::Ok(body) => wire::models_loaded(&body)?.map(Observation::Loaded).ok_or(ProbeError::NoStatus),
+            Answer::Status(status) => Err(ProbeError::Status { path: "v1/models", status }),
         }
     }
 
     /// Router mode lists each model's `status`; a single-model server is warm once its
     /// `/health` answers 200 (503 while it loads).
-    async fn llama_server(&self) -> Result<Observation, String> {
+    async fn llama_server(&self) -> Result<Observation, ProbeError> {
         match self.get("v1/models").await? {
             Answer::Ok(body) => {
                 if let Some(loaded) = wire::models_loaded(&body)? {
@@ -97,31 +95,31 @@ impl Probe {
             }
             // Still loading its one model.
             Answer::Status(StatusCode::SERVICE_UNAVAILABLE) => return Ok(Observation::Loaded(Default::default())),
-            Answer::Status(status) => return Err(unexpected("v1/models", status)),
+            Answer::Status(status) => return Err(ProbeError::Status { path: "v1/models", status }),
         }
         match self.get("health").await? {
             Answer::Ok(_) => Ok(Observation::Everything),
             Answer::Status(StatusCode::SERVICE_UNAVAILABLE) => Ok(Observation::Loaded(Default::default())),
-            Answer::Status(status) => Err(unexpected("health", status)),
+            Answer::Status(status) => Err(ProbeError::Status { path: "health", status }),
         }
     }
 
-    async fn ollama(&self) -> Result<Observation, String> {
+    async fn ollama(&self) -> Result<Observation, ProbeError> {
         match self.get("api/ps").await? {
             Answer::Ok(body) => Ok(Observation::Loaded(wire::ollama_loaded(&body)?)),
-            Answer::Status(status) => Err(unexpected("api/ps", status)),
+            Answer::Status(status) => Err(ProbeError::Status { path: "api/ps", status }),
         }
     }
 
-    async fn get(&self, path: &str) -> Result<Answer, String> {
-        let url = self.root.join(path).map_err(|e| format!("cannot build the URL for /{path}: {e}"))?;
+    async fn get(&self, path: &'static str) -> Result<Answer, ProbeError> {
+        let url = self.root.join(path).map_err(|e| ProbeError::Url { path, reason: e.to_string() })?;
         let response = self
             .http
             .get(url)
             .headers(self.headers.clone())
             .send()
             .await
-            .map_err(|e| format!("GET /{path}: {}", describe(&e)))?;
+            .map_err(|e| ProbeError::Transport { path, reason: describe(&e) })?;
         let status = response.status();
         if status != StatusCode::OK {
             return Ok(Answer::Status(status));
@@ -129,9 +127,9 @@ impl Probe {
         let mut body = Vec::new();
         let mut chunks = response.bytes_stream();
         while let Some(chunk) = chunks.next().await {
-            let chunk = chunk.map_err(|e| format!("GET /{path}: {}", describe(&e)))?;
+            let chunk = chunk.map_err(|e| ProbeError::Transport { path, reason: describe(&e) })?;
             if body.len() + chunk.len() > MAX_BODY_BYTES {
-                return Err(format!("GET /{path}: answer larger than {MAX_BODY_BYTES} bytes"));
+                return Err(ProbeError::TooLarge { path });
             }
             body.extend_from_slice(&chunk);
         }
@@ -139,13 +137,26 @@ impl Probe {
     }
 }
 
-fn unexpected(path: &str, status: StatusCode) -> String {
-    match status {
-        StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => {
-            format!("GET /{path} answered {status}: check the upstream's api_key_env")
-        }
-        _ => format!("GET /{path} answered {status}"),
-    }
+/// Why a probe could not tell which models are loaded: the reason of an
+/// [`Observation::Down`].
+#[derive(Debug, thiserror::Error)]
+enum ProbeError {
+    #[error("warmth \"none\" is not probed")]
+    NotProbed,
+    #[error("cannot build the URL for /{path}: {reason}")]
+    Url { path: &'static str, reason: String },
+    #[error("GET /{path}: {reason}")]
+    Transport { path: &'static str, reason: String },
+    #[error("GET /{path}: answer larger than {MAX_BODY_BYTES} bytes")]
+    TooLarge { path: &'static str },
+    #[error("GET /{path} answered {status}{}", if matches!(*status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) { ": check the upstream's api_key_env" } else { "" })]
+    Status { path: &'static str, status: StatusCode },
+    #[error(
+        "llama-swap has no /running and its /v1/models carries no status: upgrade llama-swap, or set warmth = \"none\""
+    )]
+    NoStatus,
+    #[error(transparent)]
+    Unexpected(#[from] wire::Unexpected),
 }
 
 /// The innermost cause ("Connection refused (os error 111)"), without the URL.

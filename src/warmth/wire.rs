@@ -69,7 +69,7 @@ struct PsEntry {
 
 /// The models llama-swap's `/running` reports ready; `starting` and `stopping` ones
 /// are not warm.
-pub fn running_ready(body: &[u8]) -> Result<HashSet<String>, String> {
+pub fn running_ready(body: &[u8]) -> Result<HashSet<String>, Unexpected> {
     let running: Running = parse(body, "/running")?;
     Ok(running
         .running
@@ -82,7 +82,7 @@ pub fn running_ready(body: &[u8]) -> Result<HashSet<String>, String> {
 
 /// The models a `/v1/models` list reports `loaded` (ids and aliases), or `None` when no
 /// entry carries a `status` (an older llama-swap, a single-model llama-server).
-pub fn models_loaded(body: &[u8]) -> Result<Option<HashSet<String>>, String> {
+pub fn models_loaded(body: &[u8]) -> Result<Option<HashSet<String>>, Unexpected> {
     let list: ModelList = parse(body, "/v1/models")?;
     let entries = list.data.unwrap_or_default();
     if !entries.is_empty() && entries.iter().all(|entry| entry.status.is_none()) {
@@ -103,7 +103,7 @@ pub fn models_loaded(body: &[u8]) -> Result<Option<HashSet<String>>, String> {
 
 /// The models ollama's `/api/ps` lists. A `name:latest` also counts as `name`, the way
 /// ollama itself resolves a name without a tag.
-pub fn ollama_loaded(body: &[u8]) -> Result<HashSet<String>, String> {
+pub fn ollama_loaded(body: &[u8]) -> Result<HashSet<String>, Unexpected> {
     let ps: Ps = parse(body, "/api/ps")?;
     let mut loaded = HashSet::new();
     for entry in ps.models.unwrap_or_default() {
@@ -117,8 +117,17 @@ pub fn ollama_loaded(body: &[u8]) -> Result<HashSet<String>, String> {
     Ok(loaded)
 }
 
-fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], what: &str) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("{what} answered something unexpected ({e})"))
+/// An answer that is not the shape the endpoint documents.
+#[derive(Debug, thiserror::Error)]
+#[error("{endpoint} answered something unexpected ({source})")]
+pub struct Unexpected {
+    pub endpoint: &'static str,
+    #[source]
+    pub source: serde_json::Error,
+}
+
+fn parse<'a, T: Deserialize<'a>>(body: &'a [u8], endpoint: &'static str) -> Result<T, Unexpected> {
+    serde_json::from_slice(body).map_err(|source| Unexpected { endpoint, source })
 }
 
 /// The server root the warmth endpoints live under: `base_url` without a trailing `/v1`
@@ -152,7 +161,7 @@ mod tests {
         assert_eq!(names(&running_ready(minimal).unwrap()), ["a", "b"]);
         assert!(running_ready(br#"{"running":[]}"#).unwrap().is_empty());
         assert!(running_ready(br#"{"running":null}"#).unwrap().is_empty());
-        assert!(running_ready(b"OK").unwrap_err().contains("/running answered something unexpected"));
+        assert!(running_ready(b"OK").unwrap_err().to_string().contains("/running answered something unexpected"));
     }
 
     #[test]

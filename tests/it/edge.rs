@@ -74,9 +74,16 @@ async fn shutdown_lets_an_in_flight_stream_finish_and_refuses_new_connections() 
     let mut received = stream.next().await.unwrap().unwrap().to_vec();
 
     app.begin_shutdown();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let refused = client().get(app.url("/healthz")).timeout(Duration::from_secs(1)).send().await;
-    assert!(refused.is_err(), "a new connection was accepted after shutdown began");
+    // Waits for the event (the listener closing), not for a guessed time.
+    let mut refused = false;
+    for _ in 0..100 {
+        if client().get(app.url("/healthz")).timeout(Duration::from_secs(1)).send().await.is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(refused, "new connections were still accepted two seconds after shutdown began");
 
     while let Some(chunk) = stream.next().await {
         received.extend_from_slice(&chunk.unwrap());

@@ -64,6 +64,8 @@ pub struct Received {
     pub body: Value,
     /// The body's bytes exactly as they arrived, for counting planted needles.
     pub raw: Bytes,
+    /// When it arrived.
+    pub at: std::time::Instant,
 }
 
 struct Shared {
@@ -164,7 +166,7 @@ impl Drop for StreamGuard {
 
 async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
     let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
-    shared.received.lock().unwrap().push(Received { uri, headers, body, raw });
+    shared.received.lock().unwrap().push(Received { uri, headers, body, raw, at: std::time::Instant::now() });
     let scripted = shared.script.lock().unwrap().pop_front();
     let behaviour = scripted.unwrap_or_else(|| shared.behaviour.clone());
     match behaviour {
