@@ -1,35 +1,41 @@
 //! tierwise: an OpenAI-compatible proxy that sends each chat completion to the cheapest
-//! tier that can do it well.
+//! tier that can do it well, and never past the tier its privacy allows.
 //!
-//! A request's path through the modules:
+//! A request's path through the modules (docs/architecture.md draws it):
 //!
-//! - [`app`]        — state, route table, the tower stack (request id, span, panic
-//!   catcher, body limit, deadline), the connection loop (header timeout and size),
-//!   graceful shutdown.
-//! - [`api`]        — handlers: `chat` (the request's whole journey), `models`,
-//!   `explain`, `health`; `auth` maps client keys to profiles; `admission` and
-//!   `rate_limit` shed load and enforce per-key limits; `wire` holds the OpenAI
-//!   request types, `extract` the JSON extractor, `replay` renders our own answers as SSE.
-//! - [`policy`]     — pure: resolve `model`/`x-tierwise-task` to a task, classify the
-//!   content (detector), `plan` its steps by tier, profile and class (DESIGN §2). No I/O.
-//! - [`escalate`]   — the run loop: walks the plan, calls upstreams, keeps the `Trail`
+//! - [`server`]   — the accept loop (header timeout and size), the metrics listener,
+//!   graceful shutdown on the [`shutdown`] token tree.
+//! - [`app`]      — state (the config [`app::Generation`], swapped whole on reload), the
+//!   route table, the tower stack (request id, span, panic catcher, body limit, deadline).
+//! - [`api`]      — handlers, HTTP ⇄ domain only: `caller` (the key → profile
+//!   extractor), `chat` (parse, classify, plan, run), `job` (the request in flight and
+//!   its one record), `respond` (JSON or SSE, trail headers), `failure` (the client's
+//!   error when nothing answered), `admission` and `rate_limit`, `models`, `explain`,
+//!   `health`.
+//! - [`openai`]   — OpenAI's wire types below the run loop: the chat request (duplicate
+//!   keys refused), feedback injection, the SSE replay of our own answers.
+//! - [`policy`]   — pure: resolve `model`/`x-tierwise-task` to a task, classify the
+//!   content (the detector reads every string the request forwards), `plan` its steps by
+//!   tier, profile and class (DESIGN §2). No I/O.
+//! - [`escalate`] — the run loop: walks the plan, `step` skips or calls (with retries),
+//!   `review` checks, guards and judges an answer, escalating with feedback; the `Trail`
 //!   of attempts and skips.
-//! - [`upstream`]   — pooled HTTP clients with connect/first-byte/total timeouts; SSE
-//!   framing; errors that say whether to escalate; `anthropic` translates OpenAI chat
+//! - [`upstream`] — pooled HTTP clients with connect/first-byte/total timeouts, circuit
+//!   breakers, the one SSE event reader, usage; `anthropic` translates OpenAI chat
 //!   requests to Anthropic's Messages API and back (JSON and streams).
-//! - [`warmth`]     — which models are loaded: a background prober per upstream
+//! - [`record`]   — one `RequestRecord` per request, emitted once to [`metrics`] and
+//!   [`audit`].
+//! - [`warmth`]   — which models are loaded: a background prober per upstream
 //!   (llama-swap, llama-server, ollama) publishes snapshots the run loop reads without
 //!   waiting; the learned cold-start time.
-//! - [`explain`]    — what a request would do, step by step, without calling a model
+//! - [`explain`]  — what a request would do, step by step, without calling a model
 //!   (`tierwise explain`, `POST /v1/tierwise/explain`).
-//! - [`config`]     — raw TOML mirror → validated `Config` (figment layering, every
+//! - [`config`]   — raw TOML mirror → validated `Config` (figment layering, every
 //!   problem reported at once).
-//! - [`reload`]     — reloads the config when its file changes (as SIGHUP does).
-//! - [`slots`]      — a concurrency limit with a bounded wait queue (the server's and
+//! - [`reload`]   — reloads the config on SIGHUP, the reload endpoint, or a changed file.
+//! - [`slots`]    — a concurrency limit with a bounded wait queue (the server's and
 //!   each upstream's).
-//! - [`audit`]      — one JSON line per request, written off the request path.
-//! - [`metrics`]    — every Prometheus metric, one typed function per event.
-//! - [`error`]      — `ApiError`: status mapping and the OpenAI error envelope.
+//! - [`error`]    — `ApiError`: status mapping and the OpenAI error envelope.
 
 pub mod api;
 pub mod app;

@@ -2,7 +2,7 @@
 //! a passed-through or replayed SSE stream, or an OpenAI error — with the trail headers
 //! on every path, and, for a stream whose headers went out before the answer was known,
 //! keep-alive comments and a final trail comment. Each path writes the request's one
-//! record (see [`Job::record`]).
+//! record (see `Job::record`).
 
 use std::convert::Infallible;
 use std::future::Future;

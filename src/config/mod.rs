@@ -9,6 +9,7 @@ mod validate;
 mod validate_access;
 mod validate_detect;
 mod validate_server;
+mod validate_upstream;
 mod validate_verify;
 
 #[cfg(test)]

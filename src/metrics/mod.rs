@@ -1,6 +1,6 @@
 //! Every Prometheus metric tierwise exports, with one typed function per event. Label
 //! values come from config names and fixed enums only — never from request text. The
-//! families themselves (names, types, labels, buckets) are in [`families`].
+//! families themselves (names, types, labels, buckets) are in `families`.
 
 mod families;
 
