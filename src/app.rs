@@ -26,7 +26,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::shutdown::CancellationToken;
-use crate::upstream::{BuildError, Upstreams};
+use crate::upstream::{BuildError, Replay, Upstreams};
 use crate::warmth::{Probers, Warmth};
 
 /// What one config builds: the config, its upstream clients, its warmth. Replaced whole
@@ -42,8 +42,8 @@ pub struct Generation {
 }
 
 impl Generation {
-    fn build(config: Config, metrics: &Metrics) -> Result<Self, BuildError> {
-        let upstreams = Upstreams::from_config(&config)?;
+    fn build(config: Config, metrics: &Metrics, replay: Option<&Arc<Replay>>) -> Result<Self, BuildError> {
+        let upstreams = Upstreams::replaying(&config, replay.cloned())?;
         let warmth = Warmth::new(&config, metrics.clone())?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Ok(Generation { config: Arc::new(config), upstreams: Arc::new(upstreams), warmth, loaded_at_unix })
@@ -82,10 +82,18 @@ pub struct AppState {
     /// The warmth probers of the current generation: restarted on reload, stopped with
     /// the shutdown tree.
     probers: Arc<tokio::sync::Mutex<Option<Probers>>>,
+    /// `tierwise eval`'s cache of upstream answers; kept across reloads.
+    replay: Option<Arc<Replay>>,
 }
 
 impl AppState {
     pub fn new(config: Config) -> Result<Self, StartError> {
+        Self::replaying(config, None)
+    }
+
+    /// As [`Self::new`], answering upstream calls from `replay` when it has seen them
+    /// (`tierwise eval`).
+    pub fn replaying(config: Config, replay: Option<Arc<Replay>>) -> Result<Self, StartError> {
         let metrics = Metrics::new()?;
         let audit = match &config.audit {
             None => Audit::disabled(),
@@ -94,7 +102,7 @@ impl AppState {
         };
         let server = &config.server;
         let admission = Admission::new(server.max_concurrent_requests, server.queue_limit, server.queue_wait);
-        let generation = Generation::build(config, &metrics)?;
+        let generation = Generation::build(config, &metrics, replay.as_ref())?;
         Ok(AppState {
             generation: Arc::new(RwLock::new(Arc::new(generation))),
             admission: Arc::new(admission),
@@ -103,6 +111,7 @@ impl AppState {
             audit: Arc::new(audit),
             shutdown: CancellationToken::new(),
             probers: Arc::new(tokio::sync::Mutex::new(None)),
+            replay,
         })
     }
 
@@ -138,7 +147,7 @@ impl AppState {
         let mut config = config;
         config.server = old.config.server.clone();
         config.audit = old.config.audit.clone();
-        let generation = Arc::new(Generation::build(config, &self.metrics)?);
+        let generation = Arc::new(Generation::build(config, &self.metrics, self.replay.as_ref())?);
         let mut probers = self.probers.lock().await;
         if let Some(old) = probers.take() {
             old.stop().await;

@@ -36,6 +36,9 @@
 //! - [`slots`]    — a concurrency limit with a bounded wait queue (the server's and
 //!   each upstream's).
 //! - [`error`]    — `ApiError`: status mapping and the OpenAI error envelope.
+//!
+//! Beside the request path, [`eval`] (`tierwise eval`) runs a dataset through an
+//! in-process server and reports what the chain buys against each model alone.
 
 pub mod api;
 pub mod app;
@@ -43,6 +46,7 @@ pub mod audit;
 pub mod config;
 pub mod error;
 pub mod escalate;
+pub mod eval;
 pub mod explain;
 pub mod metrics;
 pub mod openai;

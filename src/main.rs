@@ -1,4 +1,4 @@
-//! The `tierwise` command line: `serve` (default), `check-config`, `explain`.
+//! The `tierwise` command line: `serve` (default), `check-config`, `explain`, `eval`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -49,6 +49,10 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Measure what the chain buys: run a dataset (JSONL) through the task's chain and
+    /// each of its models alone, grade every answer, and write a report (Markdown, JSON,
+    /// an SVG curve). See docs/eval.md.
+    Eval(tierwise::eval::Options),
 }
 
 fn main() -> ExitCode {
@@ -77,6 +81,23 @@ fn main() -> ExitCode {
                 }
                 Err(err) => {
                     eprintln!("{err}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Eval(options) => {
+            // The report says what failed; per-request logs would bury the progress bars.
+            init_logging_with("warn,tower_http=off,tierwise::server=warn");
+            let command_line = std::env::args().collect::<Vec<_>>().join(" ");
+            match run_eval(cli.config.as_deref(), &options, command_line) {
+                Ok(report) => {
+                    println!("{}", options.out.join("report.md").display());
+                    let best = report.target.cheapest.as_deref().unwrap_or("no chain setting");
+                    println!("reaches {:.0} % of the best model alone: {best}", report.target.share * 100.0);
+                    ExitCode::SUCCESS
+                }
+                Err(err) => {
+                    eprintln!("tierwise eval: {err}");
                     ExitCode::FAILURE
                 }
             }
@@ -139,8 +160,25 @@ fn explain(config: &config::Config, args: &ExplainArgs) -> Result<String, String
 }
 
 fn init_logging() {
-    let filter = EnvFilter::try_from_env("TIERWISE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    init_logging_with("info");
+}
+
+fn init_logging_with(default: &str) {
+    let filter = EnvFilter::try_from_env("TIERWISE_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+fn run_eval(
+    config: Option<&std::path::Path>,
+    options: &tierwise::eval::Options,
+    command_line: String,
+) -> Result<tierwise::eval::Report, String> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let env = |name: &str| std::env::var(name).ok();
+    runtime.block_on(tierwise::eval::run(config, &env, options, command_line))
 }
 
 fn serve(config: config::Config) -> Result<(), String> {

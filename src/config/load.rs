@@ -75,6 +75,16 @@ impl std::error::Error for ConfigError {}
 /// `TIERWISE_*` environment overrides on top. `env` reads the environment (API keys and
 /// the built-in default's `OPENAI_API_KEY`).
 pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+    load_with(path, env, None)
+}
+
+/// As [`load`], with `overrides` (TOML text) merged over the file and the environment:
+/// how `tierwise eval --sweep` changes one setting.
+pub fn load_with(
+    path: Option<&Path>,
+    env: &dyn Fn(&str) -> Option<String>,
+    overrides: Option<&str>,
+) -> Result<Config, ConfigError> {
     let (source, base, digest) = match path {
         Some(path) => {
             let source = ConfigSource::File(path.to_path_buf());
@@ -86,7 +96,11 @@ pub fn load(path: Option<&Path>, env: &dyn Fn(&str) -> Option<String>) -> Result
         }
         None => (ConfigSource::BuiltIn, Figment::from(Serialized::defaults(defaults::raw(env))), None),
     };
-    let mut config = extract(base.merge(env_provider()), source, env)?;
+    let mut figment = base.merge(env_provider());
+    if let Some(overrides) = overrides {
+        figment = figment.merge(Toml::string(overrides));
+    }
+    let mut config = extract(figment, source, env)?;
     config.file_digest = digest;
     Ok(config)
 }

@@ -26,7 +26,7 @@ use reqwest::Url;
 
 use crate::policy::{ContentClass, DetectPolicy, Detector, Locale, Tier};
 
-pub use load::{load, load_from_str, ConfigError, ConfigSource};
+pub use load::{load, load_from_str, load_with, ConfigError, ConfigSource};
 pub use validate::{validate, Problem};
 pub use validate_access::sha256;
 

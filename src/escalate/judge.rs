@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::openai::{ChatRequest, Content, Role};
+use crate::upstream::usage::{self, Usage};
 use crate::upstream::{Busy, Reply, Upstream, UpstreamError};
 
 /// The built-in judge prompt. `{system}`, `{user}` and `{answer}` are replaced.
@@ -88,8 +89,13 @@ fn text_of(content: Option<&Content>) -> Option<&str> {
     }
 }
 
-/// Asks `model` on `upstream` for its ruling.
-pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Duration) -> Result<Ruling, JudgeError> {
+/// Asks `model` on `upstream` for its ruling; also what the call used, when it answered.
+pub async fn ask(
+    upstream: &Upstream,
+    model: &str,
+    prompt: String,
+    timeout: Duration,
+) -> (Result<Ruling, JudgeError>, Option<Usage>) {
     let body = json!({
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
@@ -102,11 +108,18 @@ pub async fn ask(upstream: &Upstream, model: &str, prompt: String, timeout: Dura
         let slot = upstream.reserve(None).await.map_err(JudgeError::Busy)?;
         upstream.chat(&slot, body, false).await.map_err(JudgeError::Failed)
     };
-    let reply = tokio::time::timeout(timeout, call).await.map_err(|_| JudgeError::TimedOut(timeout))??;
-    let Reply::Json(bytes) = reply else { return Err(JudgeError::Streamed) };
-    let completion: Value = serde_json::from_slice(&bytes).map_err(JudgeError::NotJson)?;
+    let reply = match tokio::time::timeout(timeout, call).await {
+        Err(_) => return (Err(JudgeError::TimedOut(timeout)), None),
+        Ok(Err(err)) => return (Err(err), None),
+        Ok(Ok(reply)) => reply,
+    };
+    let Reply::Json(bytes) = reply else { return (Err(JudgeError::Streamed), None) };
+    let completion: Value = match serde_json::from_slice(&bytes) {
+        Ok(completion) => completion,
+        Err(err) => return (Err(JudgeError::NotJson(err)), None),
+    };
     let text = completion.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
-    parse_verdict(text)
+    (parse_verdict(text), usage::of_completion(&completion))
 }
 
 /// The first JSON object with a boolean `accept` in `text`, tolerating code fences and

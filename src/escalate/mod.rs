@@ -28,7 +28,7 @@ use review::Judged;
 pub use guard::{Guard, Guarded, Screened};
 pub use order::walk_order;
 pub use progress::{Progress, RunSoFar};
-pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict};
+pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict, VerifyCall, VerifyKind};
 pub use verify::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
 
 /// What answered.
@@ -175,16 +175,16 @@ async fn settle(
             return Some(Ok(Answer { step: (*step).clone(), produced: Produced::Upstream(reply) }));
         }
         Ok(reply) => match review::review(ctx, plan, step, reply, guard, later).await {
-            Judged::Accept { produced, completion, verify_time, guarded } => {
+            Judged::Accept { produced, completion, notes } => {
                 trail.called(step, took(), Verdict::Accept, None, *warm);
-                trail.verified(verify_time, usage::of_completion(&completion));
-                trail.guarded(guarded);
+                trail.verified(notes.time, usage::of_completion(&completion), notes.calls);
+                trail.guarded(notes.guarded);
                 return Some(Ok(Answer { step: (*step).clone(), produced }));
             }
-            Judged::Reject { feedback, completion, verify_time, guarded } => {
+            Judged::Reject { feedback, completion, notes } => {
                 trail.called(step, took(), Verdict::Escalate, None, *warm);
-                trail.verified(verify_time, usage::of_completion(&completion));
-                trail.guarded(guarded);
+                trail.verified(notes.time, usage::of_completion(&completion), notes.calls);
+                trail.guarded(notes.guarded);
                 let feedback = screen_feedback(guard, step, feedback, trail);
                 trail.rejected(feedback.clone());
                 debug!(task = %plan.task, model = %step.model, %feedback, "escalating");

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::trail::{VerifyCall, VerifyKind};
 use super::{assemble, judge, verify, Candidate, Guard, Guarded, Produced, RunContext, Screened};
 use crate::config::Profile;
 use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier};
@@ -16,17 +17,26 @@ pub enum Judged {
     Accept {
         produced: Produced,
         completion: Value,
-        verify_time: Duration,
-        guarded: Option<Guarded>,
+        notes: Notes,
     },
     Reject {
         feedback: String,
         completion: Value,
-        verify_time: Duration,
-        guarded: Option<Guarded>,
+        notes: Notes,
     },
     /// The answer could not even be read (a broken stream, not a completion).
     Broken(UpstreamError),
+}
+
+/// What reviewing an answer did besides deciding.
+#[derive(Debug, Default)]
+pub struct Notes {
+    /// How long the review took (checks, screening, calls).
+    pub time: Duration,
+    /// What the guard did with the answer, if anything.
+    pub guarded: Option<Guarded>,
+    /// The calls the review made (a judge's), with their cost.
+    pub calls: Vec<VerifyCall>,
 }
 
 /// Reads the whole answer (buffering a stream), then verifies it.
@@ -50,12 +60,12 @@ pub async fn review(
         },
     };
     let started = Instant::now();
-    let mut guarded = None;
-    let verdict = verify_answer(ctx, plan, step, &completion, guard, later, &mut guarded).await;
-    let verify_time = started.elapsed();
+    let mut notes = Notes::default();
+    let verdict = verify_answer(ctx, plan, step, &completion, guard, later, &mut notes).await;
+    notes.time = started.elapsed();
     match verdict {
-        Ok(()) => Judged::Accept { produced, completion, verify_time, guarded },
-        Err(feedback) => Judged::Reject { feedback, completion, verify_time, guarded },
+        Ok(()) => Judged::Accept { produced, completion, notes },
+        Err(feedback) => Judged::Reject { feedback, completion, notes },
     }
 }
 
@@ -73,7 +83,7 @@ async fn verify_answer(
     completion: &Value,
     guard: &mut Guard<'_>,
     later: &[&PlannedStep],
-    guarded: &mut Option<Guarded>,
+    notes: &mut Notes,
 ) -> Result<(), String> {
     let Some(verify) = ctx.verify(plan) else { return Ok(()) };
     let candidate = Candidate::from_completion(completion);
@@ -98,7 +108,8 @@ async fn verify_answer(
         match guard.screen(&answer, &source) {
             Screened::Clean => {}
             Screened::Reclassified => {
-                *guarded = Some(Guarded::Reclassified { found: guard.reclassified().unwrap_or(&source).to_string() });
+                notes.guarded =
+                    Some(Guarded::Reclassified { found: guard.reclassified().unwrap_or(&source).to_string() });
                 // Nothing above local may run now: with no later step left, this answer is
                 // the last one, and the last answer is never verified.
                 if !later.iter().any(|s| guard.may_run(s)) {
@@ -110,7 +121,7 @@ async fn verify_answer(
                     "the answer held personal data ({}), so the reviewer on tier {judge_tier} was not asked",
                     kinds.join(", ")
                 );
-                *guarded = Some(Guarded::JudgeWithheld { kinds });
+                notes.guarded = Some(Guarded::JudgeWithheld { kinds });
                 return Err(feedback);
             }
         }
@@ -123,7 +134,16 @@ async fn verify_answer(
         return Err(format!("verifier error: judge \"{alias}\" has no API key ({env} is not set)"));
     }
     let prompt = judge::render(&verify.judge_prompt, ctx.request, &answer);
-    match judge::ask(upstream, &model.name, prompt, verify.judge_timeout).await {
+    let asked = Instant::now();
+    let (ruling, tokens) = judge::ask(upstream, &model.name, prompt, verify.judge_timeout).await;
+    notes.calls.push(VerifyCall {
+        kind: VerifyKind::Judge,
+        tier: judge_tier,
+        model: alias.clone(),
+        duration: asked.elapsed(),
+        tokens,
+    });
+    match ruling {
         Ok(verdict) if verdict.accept => Ok(()),
         Ok(verdict) if verdict.feedback.trim().is_empty() => Err("the reviewer rejected the answer".into()),
         Ok(verdict) => Err(verdict.feedback),

@@ -57,6 +57,27 @@ pub struct Attempt {
     pub retried_after: Option<Duration>,
     /// What the guard did with what this step's model said (see `escalate::guard`).
     pub guarded: Vec<Guarded>,
+    /// The calls verifying this attempt's answer made (a judge's), with their cost.
+    pub verify_calls: Vec<VerifyCall>,
+}
+
+/// A call made to verify an answer: its own tier, model, time and tokens.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VerifyCall {
+    pub kind: VerifyKind,
+    pub tier: Tier,
+    /// The model alias called.
+    pub model: String,
+    pub duration: Duration,
+    pub tokens: Option<Usage>,
+}
+
+/// What a verification call was for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyKind {
+    /// The task's LLM judge.
+    Judge,
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +127,35 @@ pub struct EventView {
     /// What the guard did with what this step's model said, without the data.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub local_output: Vec<GuardView>,
+    /// The calls verifying this answer made.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verify_calls: Vec<VerifyCallView>,
+}
+
+/// A verification call as JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyCallView {
+    pub kind: VerifyKind,
+    pub tier: Tier,
+    pub model: String,
+    pub duration_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub completion_tokens: Option<u64>,
+}
+
+impl VerifyCallView {
+    fn of(call: &VerifyCall) -> Self {
+        VerifyCallView {
+            kind: call.kind,
+            tier: call.tier,
+            model: call.model.clone(),
+            duration_ms: u64::try_from(call.duration.as_millis()).unwrap_or(u64::MAX),
+            prompt_tokens: call.tokens.map(|t| t.prompt),
+            completion_tokens: call.tokens.map(|t| t.completion),
+        }
+    }
 }
 
 /// One thing the guard did, as JSON: `{"action": "feedback_redacted", "kinds": ["email"]}`.
@@ -151,6 +201,7 @@ impl Event {
                 warm_start: a.warm_start,
                 retry_after_ms: a.retried_after.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
                 local_output: a.guarded.iter().map(GuardView::of).collect(),
+                verify_calls: a.verify_calls.iter().map(VerifyCallView::of).collect(),
             },
             Event::Skip(s) => EventView {
                 kind: "skip",
@@ -169,6 +220,7 @@ impl Event {
                 warm_start: None,
                 retry_after_ms: None,
                 local_output: Vec::new(),
+                verify_calls: Vec::new(),
             },
         }
     }
@@ -206,6 +258,7 @@ impl Trail {
             warm_start: None,
             retried_after: None,
             guarded: Vec::new(),
+            verify_calls: Vec::new(),
         }));
     }
 
@@ -244,11 +297,12 @@ impl Trail {
         }
     }
 
-    /// The last attempt was verified in `time`; its answer used `tokens`.
-    pub fn verified(&mut self, time: Duration, tokens: Option<Usage>) {
+    /// The last attempt was verified in `time`, with `calls`; its answer used `tokens`.
+    pub fn verified(&mut self, time: Duration, tokens: Option<Usage>, calls: Vec<VerifyCall>) {
         if let Some(a) = self.last_attempt() {
             a.verify_time = Some(time);
             a.tokens = tokens;
+            a.verify_calls = calls;
         }
     }
 

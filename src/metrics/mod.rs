@@ -137,6 +137,11 @@ impl Metrics {
                         }
                     }
                     previous = Some((a.tier, a.verdict));
+                    for call in &a.verify_calls {
+                        if let Some(usage) = call.tokens {
+                            self.tokens_used(config, call.tier, &call.model, usage.prompt, usage.completion);
+                        }
+                    }
                     for guarded in &a.guarded {
                         self.local_output_guarded.with_label_values(&[task, guarded.action()]).inc();
                     }
@@ -298,6 +303,7 @@ mod tests {
         trail.verified(
             Duration::from_micros(40),
             Some(crate::upstream::usage::Usage { prompt: 1_000_000, completion: 500_000 }),
+            Vec::new(),
         );
         let finished = Finished {
             task: "chat",

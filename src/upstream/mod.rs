@@ -8,6 +8,7 @@ pub mod anthropic;
 pub mod circuit;
 mod error;
 mod messages;
+pub mod replay;
 pub mod sse;
 mod stream;
 pub mod usage;
@@ -29,6 +30,7 @@ use crate::slots::Slots;
 pub use crate::slots::{Busy, Slot};
 use circuit::Breaker;
 pub use error::{body_excerpt, BuildError, Failure, TimeoutPhase, UpstreamError};
+pub use replay::Replay;
 use stream::Decoder;
 pub use stream::EventStream;
 
@@ -59,6 +61,8 @@ pub struct Upstream {
     breaker: Mutex<Breaker>,
     /// `max_concurrent`, its queue, and the count of calls in flight.
     slots: Slots,
+    /// `tierwise eval`'s cache of answers; `None` when serving.
+    replay: Option<Arc<Replay>>,
 }
 
 /// Every upstream of a config, by name.
@@ -68,9 +72,16 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
+        Self::replaying(config, None)
+    }
+
+    /// As [`Self::from_config`], answering from `replay` what it has seen (`tierwise eval`).
+    pub fn replaying(config: &Config, replay: Option<Arc<Replay>>) -> Result<Self, BuildError> {
         let mut by_name = HashMap::new();
         for (name, up) in &config.upstreams {
-            by_name.insert(name.clone(), Arc::new(Upstream::new(up.clone())?));
+            let mut upstream = Upstream::new(up.clone())?;
+            upstream.replay = replay.clone();
+            by_name.insert(name.clone(), Arc::new(upstream));
         }
         Ok(Upstreams { by_name })
     }
@@ -105,7 +116,7 @@ impl Upstream {
         let headers = headers(&config)?;
         let breaker = Mutex::new(Breaker::new(config.circuit_failures, config.circuit_cooldown));
         let slots = Slots::new(config.max_concurrent, config.queue_limit, config.queue_wait);
-        Ok(Upstream { config, endpoint, http, headers, breaker, slots })
+        Ok(Upstream { config, endpoint, http, headers, breaker, slots, replay: None })
     }
 
     pub fn name(&self) -> &str {
@@ -156,10 +167,19 @@ impl Upstream {
     /// first event has arrived, so a failure before the first byte can still go to the
     /// next step.
     pub async fn chat(&self, slot: &Slot, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
+        let replay = self.replay.as_ref().filter(|_| !stream);
+        if let Some((answer, took)) = replay.and_then(|r| r.get(self.name(), self.endpoint.as_str(), &body)) {
+            tokio::time::sleep(took).await;
+            return Ok(Reply::Json(answer));
+        }
+        let started = tokio::time::Instant::now();
         let reply = match self.config.kind {
-            UpstreamKind::OpenAi => self.chat_openai(body, stream).await,
-            UpstreamKind::Anthropic => messages::chat(self, body, stream).await,
+            UpstreamKind::OpenAi => self.chat_openai(body.clone(), stream).await,
+            UpstreamKind::Anthropic => messages::chat(self, body.clone(), stream).await,
         };
+        if let (Some(replay), Ok(Reply::Json(answer))) = (replay, &reply) {
+            replay.put(self.name(), self.endpoint.as_str(), &body, answer, started.elapsed());
+        }
         reply.map(|reply| match reply {
             Reply::Stream { first, rest } => Reply::Stream { first, rest: rest.holding(slot.clone()) },
             json => json,

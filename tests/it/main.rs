@@ -17,6 +17,7 @@ mod detector;
 mod docs;
 mod edge;
 mod errors;
+mod eval;
 mod faults;
 mod invariant;
 mod leak_property;

@@ -8,7 +8,9 @@ use serde_json::{json, Value};
 use crate::support::llama_swap::{LlamaSwapDouble, SwapOptions};
 use crate::support::*;
 
-/// Two models on a llama-swap double (tier local) and a server double after them.
+/// Two models on a llama-swap double (tier local) and a server double after them. The
+/// probe period is long enough that a snapshot cannot go stale (three periods) between
+/// a test seeing it and its request, on a loaded machine.
 async fn setup(extra_task: &str) -> (LlamaSwapDouble, UpstreamDouble, TestApp) {
     let swap = LlamaSwapDouble::start(&["qwen", "llama"], SwapOptions::default()).await;
     let server = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
@@ -18,7 +20,7 @@ async fn setup(extra_task: &str) -> (LlamaSwapDouble, UpstreamDouble, TestApp) {
         tier = "local"
         base_url = "{}"
         warmth = "llama-swap"
-        refresh_ms = 50
+        refresh_ms = 1000
         [upstreams.lan]
         tier = "server"
         base_url = "{}"

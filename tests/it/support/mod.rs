@@ -15,7 +15,7 @@ use tierwise::app::AppState;
 use tierwise::{config, server};
 use tokio::task::JoinHandle;
 
-pub use upstream::{Behaviour, UpstreamDouble};
+pub use upstream::{Behaviour, Responder, UpstreamDouble};
 
 pub fn fixtures_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")

@@ -34,6 +34,18 @@ pub enum Behaviour {
     Stall,
     /// 429 with OpenAI's rate-limit envelope and `Retry-After: retry_after` (seconds).
     RateLimited { retry_after: u64 },
+    /// 200 with the JSON body this function writes for the request's body.
+    Reply(Responder),
+}
+
+/// Writes a JSON answer for a request body (a model double that knows the answers).
+#[derive(Clone)]
+pub struct Responder(pub Arc<dyn Fn(&Value) -> Bytes + Send + Sync>);
+
+impl std::fmt::Debug for Responder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Responder")
+    }
 }
 
 impl Behaviour {
@@ -165,7 +177,8 @@ impl Drop for StreamGuard {
 }
 
 async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap, raw: Bytes) -> Response {
-    let body = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let body: Value = serde_json::from_slice(&raw).unwrap_or(Value::Null);
+    let request = body.clone();
     shared.received.lock().unwrap().push(Received { uri, headers, body, raw, at: std::time::Instant::now() });
     let scripted = shared.script.lock().unwrap().pop_front();
     let behaviour = scripted.unwrap_or_else(|| shared.behaviour.clone());
@@ -179,6 +192,10 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             ))
             .unwrap(),
         Behaviour::Json(body) => with_type(StatusCode::OK, "application/json", Body::from(body)),
+        Behaviour::Reply(Responder(write)) => {
+            let body = write(&request);
+            with_type(StatusCode::OK, "application/json", Body::from(body))
+        }
         Behaviour::Status(code, body) => {
             with_type(StatusCode::from_u16(code).unwrap(), "application/json", Body::from(body))
         }

@@ -1,0 +1,101 @@
+//! A disk cache of upstream answers, for `tierwise eval`: a model asked the same request
+//! twice (by two strategies, or two settings of a sweep) answers from the cache the
+//! second time, after waiting as long as the first call took — so the run loop, the
+//! trail and the latencies are what a live call gives, without the model's work.
+//! Only complete JSON answers are kept; streams and failures always go to the upstream.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use base64::Engine as _;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// The cache: one file per answer under `dir`, named by the SHA-256 of the upstream,
+/// its endpoint and the exact request body.
+#[derive(Debug)]
+pub struct Replay {
+    dir: PathBuf,
+    /// Answers given from the cache.
+    hits: AtomicU64,
+    /// Answers kept from live calls.
+    kept: AtomicU64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    /// How long the live call took, in microseconds.
+    took_us: u64,
+    /// The answer's body, base64.
+    body: String,
+}
+
+impl Replay {
+    pub fn new(dir: PathBuf) -> std::io::Result<Self> {
+        std::fs::create_dir_all(&dir)?;
+        Ok(Replay { dir, hits: AtomicU64::new(0), kept: AtomicU64::new(0) })
+    }
+
+    fn path(&self, upstream: &str, endpoint: &str, body: &[u8]) -> PathBuf {
+        let mut key = Vec::with_capacity(body.len() + 64);
+        key.extend_from_slice(upstream.as_bytes());
+        key.push(0);
+        key.extend_from_slice(endpoint.as_bytes());
+        key.push(0);
+        key.extend_from_slice(body);
+        let digest: String = crate::config::sha256(&key).iter().map(|b| format!("{b:02x}")).collect();
+        self.dir.join(format!("{digest}.json"))
+    }
+
+    /// The answer to this request, and how long the live call took, if it was seen.
+    pub fn get(&self, upstream: &str, endpoint: &str, body: &[u8]) -> Option<(Bytes, Duration)> {
+        let text = std::fs::read(self.path(upstream, endpoint, body)).ok()?;
+        let entry: Entry = serde_json::from_slice(&text).ok()?;
+        let answer = base64::engine::general_purpose::STANDARD.decode(entry.body).ok()?;
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        Some((Bytes::from(answer), Duration::from_micros(entry.took_us)))
+    }
+
+    /// (answers from the cache, live answers kept) so far.
+    pub fn counts(&self) -> (u64, u64) {
+        (self.hits.load(Ordering::Relaxed), self.kept.load(Ordering::Relaxed))
+    }
+
+    /// Keeps a live call's answer (a failure to write is only a missed cache entry).
+    pub fn put(&self, upstream: &str, endpoint: &str, body: &[u8], answer: &[u8], took: Duration) {
+        let entry = Entry {
+            took_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
+            body: base64::engine::general_purpose::STANDARD.encode(answer),
+        };
+        let path = self.path(upstream, endpoint, body);
+        // Two callers may keep the same answer at once: each writes its own file.
+        let temp =
+            path.with_extension(format!("{}-{}.tmp", std::process::id(), self.kept.fetch_add(1, Ordering::Relaxed)));
+        let written = serde_json::to_vec(&entry).map_err(std::io::Error::other).and_then(|bytes| {
+            std::fs::write(&temp, bytes)?;
+            std::fs::rename(&temp, &path)
+        });
+        if let Err(err) = written {
+            tracing::warn!(error = %err, path = %path.display(), "cannot write an eval cache entry");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_answers_by_upstream_endpoint_and_exact_body() {
+        let dir = std::env::temp_dir().join(format!("tierwise-replay-{}", std::process::id()));
+        let replay = Replay::new(dir.clone()).unwrap();
+        assert_eq!(replay.get("weak", "/v1/chat/completions", b"{}"), None);
+        replay.put("weak", "/v1/chat/completions", b"{}", b"{\"id\":1}", Duration::from_millis(812));
+        let (answer, took) = replay.get("weak", "/v1/chat/completions", b"{}").unwrap();
+        assert_eq!((&answer[..], took), (&b"{\"id\":1}"[..], Duration::from_millis(812)));
+        assert_eq!(replay.get("strong", "/v1/chat/completions", b"{}"), None, "another upstream");
+        assert_eq!(replay.get("weak", "/v1/chat/completions", b"{ }"), None, "another body");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
