@@ -148,7 +148,7 @@ fn read_reply(status: u16, json: &Value, latency: Duration) -> Reply {
         model: text("model"),
         trail: steps(trail.and_then(|t| t.get("attempts"))),
         error: if trail.is_none() {
-            Some("the answer carries no trail: set server.trail_in_body = true".into())
+            Some("the answer carries no trail: set trail.in_body = true".into())
         } else {
             None
         },
@@ -221,6 +221,6 @@ mod tests {
         let bare = json!({"choices": [{"message": {"content": null, "tool_calls": [{"id": "c"}]}}]});
         let reply = read_reply(200, &bare, Duration::ZERO);
         assert_eq!(reply.answer.as_deref(), Some(r#"[{"id":"c"}]"#));
-        assert!(reply.error.unwrap().contains("trail_in_body"));
+        assert!(reply.error.unwrap().contains("trail.in_body"));
     }
 }

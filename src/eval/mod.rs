@@ -67,7 +67,7 @@ pub struct Options {
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// A running tierwise to ask instead of one in this process (with the same config,
-    /// and server.trail_in_body on; no cache, no --sweep).
+    /// and trail.in_body on; no cache, no --sweep).
     #[arg(long)]
     pub url: Option<String>,
     /// The client key sent as a bearer token, when the config has [[keys]].
