@@ -9,8 +9,10 @@ mod validate;
 mod validate_access;
 mod validate_detect;
 mod validate_server;
+mod validate_signals;
 mod validate_upstream;
 mod validate_verify;
+mod verify;
 
 #[cfg(test)]
 mod tests;
@@ -29,6 +31,7 @@ use crate::policy::{ContentClass, DetectPolicy, Detector, Locale, Tier};
 pub use load::{load, load_from_str, load_with, ConfigError, ConfigSource};
 pub use validate::{validate, Problem};
 pub use validate_access::sha256;
+pub use verify::{Confidence, ConfidenceScore, Consistency, Extract, JudgeScore, Sampling, SelfCheck, VerifyConfig};
 
 /// The validated runtime configuration.
 #[derive(Debug, Clone)]
@@ -245,27 +248,6 @@ pub struct TaskConfig {
     pub deadline: Option<Duration>,
     /// `[detect]`'s `opaque` and `local_output`, or the task's own.
     pub detect: DetectPolicy,
-}
-
-/// How a task's answers are checked. The default verifies nothing.
-#[derive(Debug, Clone, Default)]
-pub struct VerifyConfig {
-    pub checks: Vec<crate::escalate::Check>,
-    /// A model alias; validation guarantees it exists (and is local for sensitive tasks).
-    pub judge: Option<String>,
-    pub judge_prompt: String,
-    pub judge_timeout: Duration,
-    /// Tiers whose answers are verified.
-    pub tiers: Vec<Tier>,
-    /// Append the feedback to the next step's last user message.
-    pub feedback: bool,
-}
-
-impl VerifyConfig {
-    /// Whether an answer from `tier` is checked at all.
-    pub fn applies_to(&self, tier: Tier) -> bool {
-        (!self.checks.is_empty() || self.judge.is_some()) && self.tiers.contains(&tier)
-    }
 }
 
 /// A caller's settings.

@@ -242,6 +242,68 @@ pub struct RawVerify {
     pub tiers: Option<Vec<String>>,
     /// `append` (default): the next step gets the feedback; `off`.
     pub feedback: Option<String>,
+    /// Accept when the judge's score (0–1) reaches this. Default: the judge's boolean
+    /// (0.5 with `judge_score = "yes_no"`).
+    pub judge_threshold: Option<f64>,
+    /// `json` (default: the judge's JSON verdict, its `score` if it has one) or `yes_no`
+    /// (a one-token Yes/No; the score is the probability of Yes).
+    pub judge_score: Option<String>,
+    /// Score the answer from its token log-probabilities.
+    pub confidence: Option<RawConfidence>,
+    /// Sample the model again; accept when the answers agree.
+    pub consistency: Option<RawConsistency>,
+    /// Ask the answering model whether its answer is right.
+    pub self_check: Option<RawSelfCheck>,
+}
+
+/// `[tasks.NAME.verify.confidence]`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfidence {
+    /// Accept at or above this score (0–1). Default 0.5.
+    pub threshold: Option<f64>,
+    /// `mean` (default), `min`, or `lowest_k`.
+    pub score: Option<String>,
+    /// For `lowest_k`: how many tokens. Default 5.
+    pub k: Option<usize>,
+}
+
+/// `[tasks.NAME.verify.consistency]`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConsistency {
+    /// Answers compared, the verified one included. Default 5.
+    pub samples: Option<usize>,
+    /// Temperature of the extra samples. Default 0.7.
+    pub temperature: Option<f64>,
+    /// `number`, `choice`, `text` (default) or `json`.
+    pub extract: Option<String>,
+    /// For `extract = "choice"`.
+    pub choices: Option<Vec<String>>,
+    /// For `extract = "json"`: a JSON pointer (`/answer`).
+    pub pointer: Option<String>,
+    /// The largest group's share needed to accept. Default 0.6.
+    pub threshold: Option<f64>,
+    /// `auto` (default), `n` or `calls`.
+    pub sampling: Option<String>,
+    /// How long the samples may take, in ms. Default 60000.
+    pub timeout_ms: Option<u64>,
+}
+
+/// `[tasks.NAME.verify.self_check]`.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSelfCheck {
+    /// The verification prompt; `{system}`, `{user}`, `{answer}` are replaced.
+    pub prompt: Option<String>,
+    /// 1 (default): the token probability of "Yes"; more: the share of "Yes" in samples.
+    pub samples: Option<usize>,
+    /// Temperature of sampled verdicts. Default 0.7.
+    pub temperature: Option<f64>,
+    /// Accept at or above this score (0–1). Default 0.5.
+    pub threshold: Option<f64>,
+    /// How long the check may take, in ms. Default 30000.
+    pub timeout_ms: Option<u64>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

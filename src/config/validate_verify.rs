@@ -6,7 +6,7 @@ use regex::Regex;
 
 use super::raw::{RawConfig, RawVerify};
 use super::validate::Problems;
-use super::VerifyConfig;
+use super::{validate_signals, JudgeScore, VerifyConfig};
 use crate::escalate::{judge, Check, DEFAULT_REFUSALS};
 use crate::policy::{ContentClass, Tier};
 
@@ -102,13 +102,44 @@ pub(super) fn verify(
             true
         }
     };
-    if checks.is_empty() && raw.judge.is_none() {
-        problems.hint(path.clone(), "verifies nothing", "list checks, name a judge, or remove the verify table");
+    let scored = raw.confidence.is_some() || raw.consistency.is_some() || raw.self_check.is_some();
+    if checks.is_empty() && raw.judge.is_none() && !scored {
+        problems.hint(
+            path.clone(),
+            "verifies nothing",
+            "list checks, add confidence, consistency or self_check, name a judge, or remove the verify table",
+        );
     }
+    for (key, set) in [("judge_threshold", raw.judge_threshold.is_some()), ("judge_score", raw.judge_score.is_some())] {
+        if set && raw.judge.is_none() {
+            problems.hint(format!("{path}.{key}"), "there is no judge", format!("name one in {path}.judge"));
+        }
+    }
+    let judge_score = match raw.judge_score.as_deref().unwrap_or("json") {
+        "json" => JudgeScore::Json,
+        "yes_no" => JudgeScore::YesNo,
+        other => {
+            problems.hint(format!("{path}.judge_score"), format!("unknown value \"{other}\""), "json or yes_no");
+            JudgeScore::Json
+        }
+    };
+    let judge_threshold = match (raw.judge_threshold, judge_score) {
+        (None, JudgeScore::Json) => None,
+        (t, _) => Some(validate_signals::threshold(format!("{path}.judge_threshold"), t, 0.5, problems)),
+    };
+    let judge_prompt = raw.judge_prompt.clone().unwrap_or_else(|| match judge_score {
+        JudgeScore::Json => judge::DEFAULT_PROMPT.to_string(),
+        JudgeScore::YesNo => judge::YES_NO_PROMPT.to_string(),
+    });
     VerifyConfig {
         checks,
+        confidence: raw.confidence.as_ref().map(|c| validate_signals::confidence(&path, c, problems)),
+        consistency: raw.consistency.as_ref().map(|c| validate_signals::consistency(&path, c, problems)),
+        self_check: raw.self_check.as_ref().map(|c| validate_signals::self_check(&path, c, problems)),
         judge: raw.judge.clone(),
-        judge_prompt: raw.judge_prompt.clone().unwrap_or_else(|| judge::DEFAULT_PROMPT.to_string()),
+        judge_threshold,
+        judge_prompt,
+        judge_score,
         judge_timeout: Duration::from_millis(raw.judge_timeout_ms.unwrap_or(30_000)),
         tiers,
         feedback,

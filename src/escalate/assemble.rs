@@ -23,6 +23,8 @@ struct ChoiceParts {
     saw_content: bool,
     finish_reason: Option<Value>,
     tool_calls: Vec<Map<String, Value>>,
+    /// Token log-probabilities (`logprobs.content` entries), when the stream had them.
+    logprobs: Option<Vec<Value>>,
 }
 
 /// A problem with the stream itself (not its transport).
@@ -88,6 +90,9 @@ impl Assembly {
             if let Some(reason) = choice.get("finish_reason").filter(|r| !r.is_null()) {
                 parts.finish_reason = Some(reason.clone());
             }
+            if let Some(tokens) = choice.pointer("/logprobs/content").and_then(Value::as_array) {
+                parts.logprobs.get_or_insert_with(Vec::new).extend(tokens.iter().cloned());
+            }
             let Some(delta) = choice.get("delta") else { continue };
             if let Some(role) = delta.get("role").filter(|r| !r.is_null()) {
                 parts.role = Some(role.clone());
@@ -121,7 +126,8 @@ impl Assembly {
                 if !parts.tool_calls.is_empty() {
                     message["tool_calls"] = Value::Array(parts.tool_calls.into_iter().map(Value::Object).collect());
                 }
-                json!({"index": index, "message": message, "logprobs": null, "finish_reason": parts.finish_reason})
+                let logprobs = parts.logprobs.map_or(Value::Null, |tokens| json!({"content": tokens}));
+                json!({"index": index, "message": message, "logprobs": logprobs, "finish_reason": parts.finish_reason})
             })
             .collect();
         completion.insert("choices".into(), Value::Array(choices));
@@ -169,6 +175,33 @@ mod tests {
         assert_eq!(c["choices"][0]["message"]["content"], "Hello! How can I help you today?");
         assert_eq!(c["choices"][0]["finish_reason"], "stop");
         assert_eq!(c["usage"]["total_tokens"], 18);
+    }
+
+    /// llama-server's stream of SmolLM2's "The answer is 4." with logprobs
+    /// (tests/fixtures/llama_server/logprobs_stream.sse) assembles to the same tokens and
+    /// log-probabilities as its JSON answer to the same request — but for the empty
+    /// end-of-text token, which llama-server lists in JSON only.
+    #[tokio::test]
+    async fn keeps_the_token_logprobs_of_a_recorded_stream() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/llama_server/");
+        let c = from_fixture(&format!("{dir}logprobs_stream.sse")).await;
+        let json: Value =
+            serde_json::from_str(&std::fs::read_to_string(format!("{dir}logprobs.json")).unwrap()).unwrap();
+        assert_eq!(c["choices"][0]["message"]["content"], json["choices"][0]["message"]["content"]);
+        let tokens = |v: &Value| -> Vec<(String, f64)> {
+            v["choices"][0]["logprobs"]["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["token"].as_str().unwrap().to_string(), t["logprob"].as_f64().unwrap()))
+                .collect()
+        };
+        let mut from_json = tokens(&json);
+        assert_eq!(from_json.pop().map(|t| t.0), Some(String::new()));
+        assert_eq!(tokens(&c), from_json);
+        assert!(from_fixture(&format!("{}/tests/fixtures/openai/chat_stream_usage.sse", env!("CARGO_MANIFEST_DIR")))
+            .await["choices"][0]["logprobs"]
+            .is_null());
     }
 
     #[tokio::test]

@@ -8,9 +8,16 @@ use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::score::logprobs;
 use crate::openai::{ChatRequest, Content, Role};
 use crate::upstream::usage::{self, Usage};
 use crate::upstream::{Busy, Reply, Upstream, UpstreamError};
+
+/// The built-in prompt of `judge_score = "yes_no"`: one token, Yes or No.
+pub const YES_NO_PROMPT: &str = "You review answers written by an AI assistant. Decide whether the ANSWER fully and \
+correctly responds to the USER's last message while following the SYSTEM instructions.\n\n\
+SYSTEM:\n{system}\n\nUSER:\n{user}\n\nANSWER:\n{answer}\n\n\
+Is the ANSWER correct? Reply with Yes or No only.";
 
 /// The built-in judge prompt. `{system}`, `{user}` and `{answer}` are replaced.
 pub const DEFAULT_PROMPT: &str = "You review answers written by an AI assistant. Decide whether the ANSWER fully and \
@@ -20,11 +27,20 @@ Reply with one JSON object and nothing else: {\"accept\": true or false, \"feedb
 wrong and how to fix it, in one or two sentences\"}";
 
 /// What the judge said of an answer (not the trail's [`super::Verdict`] on an attempt).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct Ruling {
     pub accept: bool,
     #[serde(default)]
     pub feedback: String,
+    /// The judge's own score (0–1), when its JSON has one.
+    #[serde(default, deserialize_with = "score")]
+    pub score: Option<f64>,
+}
+
+/// A score the judge wrote: a number, clamped to [0, 1]; anything else is no score.
+fn score<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    let value = Option::<Value>::deserialize(deserializer)?;
+    Ok(value.and_then(|v| v.as_f64()).filter(|s| s.is_finite()).map(|s| s.clamp(0.0, 1.0)))
 }
 
 /// Why the judge's ruling is unknown: the answer escalates.
@@ -103,23 +119,50 @@ pub async fn ask(
         "max_tokens": 256,
         "response_format": {"type": "json_object"},
     });
-    let body = Bytes::from(body.to_string());
+    let completion = match call(upstream, Bytes::from(body.to_string()), timeout).await {
+        Ok(completion) => completion,
+        Err(err) => return (Err(err), None),
+    };
+    let text = completion.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
+    (parse_verdict(text), usage::of_completion(&completion))
+}
+
+/// One call to the judge, within `timeout`: the completion it answered.
+async fn call(upstream: &Upstream, body: Bytes, timeout: Duration) -> Result<Value, JudgeError> {
     let call = async {
         let slot = upstream.reserve(None).await.map_err(JudgeError::Busy)?;
         upstream.chat(&slot, body, false).await.map_err(JudgeError::Failed)
     };
     let reply = match tokio::time::timeout(timeout, call).await {
-        Err(_) => return (Err(JudgeError::TimedOut(timeout)), None),
-        Ok(Err(err)) => return (Err(err), None),
-        Ok(Ok(reply)) => reply,
+        Err(_) => return Err(JudgeError::TimedOut(timeout)),
+        Ok(result) => result?,
     };
-    let Reply::Json(bytes) = reply else { return (Err(JudgeError::Streamed), None) };
-    let completion: Value = match serde_json::from_slice(&bytes) {
+    let Reply::Json(bytes) = reply else { return Err(JudgeError::Streamed) };
+    serde_json::from_slice(&bytes).map_err(JudgeError::NotJson)
+}
+
+/// Asks `model` on `upstream` for a one-token Yes or No (`judge_score = "yes_no"`); the
+/// probability of Yes among the verdict token's alternatives is the score.
+pub async fn ask_yes_no(
+    upstream: &Upstream,
+    model: &str,
+    prompt: String,
+    timeout: Duration,
+) -> (Result<f64, JudgeError>, Option<Usage>) {
+    let body = json!({
+        "model": model,
+        "messages": [{"role": "user", "content": prompt}],
+        "temperature": 0,
+        "max_tokens": 1,
+        "logprobs": true,
+        "top_logprobs": 10,
+    });
+    let completion = match call(upstream, Bytes::from(body.to_string()), timeout).await {
         Ok(completion) => completion,
-        Err(err) => return (Err(JudgeError::NotJson(err)), None),
+        Err(err) => return (Err(err), None),
     };
-    let text = completion.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
-    (parse_verdict(text), usage::of_completion(&completion))
+    let score = logprobs::verdict_probability(completion.pointer("/choices/0")).map_err(JudgeError::NoVerdict);
+    (score, usage::of_completion(&completion))
 }
 
 /// The first JSON object with a boolean `accept` in `text`, tolerating code fences and
@@ -143,7 +186,10 @@ mod tests {
     #[test]
     fn finds_the_verdict_in_fences_and_prose() {
         let v = parse_verdict("Sure!\n```json\n{\"accept\": false, \"feedback\": \"Name the capital.\"}\n```").unwrap();
-        assert_eq!(v, Ruling { accept: false, feedback: "Name the capital.".into() });
+        assert_eq!(v, Ruling { accept: false, feedback: "Name the capital.".into(), score: None });
+        let v = parse_verdict("{\"accept\": true, \"score\": 1.7}").unwrap();
+        assert_eq!(v.score, Some(1.0), "a score is clamped to [0, 1]");
+        assert_eq!(parse_verdict("{\"accept\": true, \"score\": \"high\"}").unwrap().score, None);
         let v = parse_verdict("{\"note\": {\"x\": 1}} then {\"accept\": true}").unwrap();
         assert!(v.accept && v.feedback.is_empty());
     }

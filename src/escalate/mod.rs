@@ -8,6 +8,7 @@ pub mod judge;
 mod order;
 mod progress;
 mod review;
+pub mod score;
 mod step;
 mod trail;
 mod verify;
@@ -174,16 +175,16 @@ async fn settle(
             debug!(task = %plan.task, model = %step.model, tier = %step.tier, "answered");
             return Some(Ok(Answer { step: (*step).clone(), produced: Produced::Upstream(reply) }));
         }
-        Ok(reply) => match review::review(ctx, plan, step, reply, guard, later).await {
+        Ok(reply) => match review::review(ctx, plan, ready, reply, guard, later).await {
             Judged::Accept { produced, completion, notes } => {
                 trail.called(step, took(), Verdict::Accept, None, *warm);
-                trail.verified(notes.time, usage::of_completion(&completion), notes.calls);
+                trail.verified(notes.time, usage::of_completion(&completion), notes.calls, notes.scores);
                 trail.guarded(notes.guarded);
                 return Some(Ok(Answer { step: (*step).clone(), produced }));
             }
             Judged::Reject { feedback, completion, notes } => {
                 trail.called(step, took(), Verdict::Escalate, None, *warm);
-                trail.verified(notes.time, usage::of_completion(&completion), notes.calls);
+                trail.verified(notes.time, usage::of_completion(&completion), notes.calls, notes.scores);
                 trail.guarded(notes.guarded);
                 let feedback = screen_feedback(guard, step, feedback, trail);
                 trail.rejected(feedback.clone());

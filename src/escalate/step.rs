@@ -73,11 +73,6 @@ pub fn ready<'a>(
             return Err(Why::TooCold { expected_load: cold.expected_load, remaining: cold.remaining });
         }
     }
-    let body = ctx.request.body_for(&step.upstream_model, feedback).map_err(|err| Why::Failed {
-        upstream: step.upstream.clone(),
-        error: format!("cannot encode the request: {err}"),
-        said: None,
-    })?;
     if let Err(open) = upstream.allows_call() {
         return Err(Why::CircuitOpen {
             upstream: step.upstream.clone(),
@@ -85,7 +80,14 @@ pub fn ready<'a>(
             failures: open.failures,
         });
     }
-    let verified = later && ctx.verify(plan).is_some_and(|v| v.applies_to(step.tier));
+    let verify = ctx.verify(plan).filter(|v| later && v.applies_to(step.tier));
+    let verified = verify.is_some();
+    let logprobs = verify.is_some_and(|v| v.confidence.is_some());
+    let body = ctx.request.body_with(&step.upstream_model, feedback, logprobs).map_err(|err| Why::Failed {
+        upstream: step.upstream.clone(),
+        error: format!("cannot encode the request: {err}"),
+        said: None,
+    })?;
     Ok(Ready { step, upstream, body, warm, verified })
 }
 

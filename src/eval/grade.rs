@@ -2,11 +2,11 @@
 //! `numeric` and `choice` first find the final answer in it (after `####` or
 //! `answer:`, else the last one in the text), the way the task sets write theirs.
 
-use std::sync::LazyLock;
-
 use regex::Regex;
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::escalate::score::extract::{final_choice, final_number, format_number, parse_number};
 
 /// How a dataset line's answer is graded (`"grader": {"type": ...}`, or just the name).
 #[derive(Debug, Clone, Deserialize)]
@@ -180,75 +180,6 @@ fn number_of(value: &Value) -> Option<f64> {
         Value::String(s) => parse_number(s.trim()),
         _ => None,
     }
-}
-
-static NUMBER: LazyLock<Regex> = LazyLock::new(|| {
-    #[expect(clippy::unwrap_used, reason = "a constant pattern")]
-    Regex::new(r"-?\$?\d[\d,]*(?:\.\d+)?|-?\.\d+").unwrap()
-});
-
-static ANSWER_MARKER: LazyLock<Regex> = LazyLock::new(|| {
-    #[expect(clippy::unwrap_used, reason = "a constant pattern")]
-    Regex::new(r"(?i)####|final answer\s*(?:is)?\s*:?|answer\s*(?:is)?\s*:|\\boxed\{").unwrap()
-});
-
-/// `1,234.5` → 1234.5; `$12` → 12.
-fn parse_number(text: &str) -> Option<f64> {
-    let cleaned: String = text.chars().filter(|c| *c != ',' && *c != '$').collect();
-    cleaned.parse::<f64>().ok().filter(|n| n.is_finite())
-}
-
-/// The text where the final answer is: after the last answer marker, else all of it.
-fn answer_part(answer: &str) -> (&str, bool) {
-    match ANSWER_MARKER.find_iter(answer).last() {
-        Some(marker) => (&answer[marker.end()..], true),
-        None => (answer, false),
-    }
-}
-
-/// The final answer's number: the first after the last marker, else the text's last.
-pub fn final_number(answer: &str) -> Option<f64> {
-    let (part, marked) = answer_part(answer);
-    let mut numbers = NUMBER.find_iter(part).filter_map(|m| parse_number(m.as_str()));
-    let found = if marked { numbers.next() } else { numbers.last() };
-    found.or_else(
-        || if marked { NUMBER.find_iter(answer).filter_map(|m| parse_number(m.as_str())).last() } else { None },
-    )
-}
-
-fn format_number(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{n:.0}")
-    } else {
-        n.to_string()
-    }
-}
-
-/// The final answer's choice: the first standalone choice after the last marker, else
-/// the text's last standalone choice. Case counts first (so the article "a" is not
-/// choice "A" when a "C" stands elsewhere), and is ignored only when that finds none.
-fn final_choice(answer: &str, choices: &[String]) -> Option<String> {
-    let alternatives: Vec<String> = choices.iter().map(|c| regex::escape(c)).collect();
-    let body = format!(r"(?:^|[^\p{{L}}\p{{N}}])({})(?:$|[^\p{{L}}\p{{N}}])", alternatives.join("|"));
-    let exact = Regex::new(&body).ok()?;
-    let loose = Regex::new(&format!("(?i){body}")).ok()?;
-    let pick = |finder: &Regex, text: &str, first: bool| {
-        let mut found = finder.captures_iter(text).filter_map(|c| c.get(1).map(|m| m.as_str().to_string()));
-        if first {
-            found.next()
-        } else {
-            found.last()
-        }
-    };
-    let (part, marked) = answer_part(answer);
-    let found = [&exact, &loose].into_iter().find_map(|finder| {
-        if marked {
-            pick(finder, part, true).or_else(|| pick(finder, answer, false))
-        } else {
-            pick(finder, answer, false)
-        }
-    });
-    found.and_then(|f| choices.iter().find(|c| c.eq_ignore_ascii_case(&f)).cloned())
 }
 
 #[cfg(test)]

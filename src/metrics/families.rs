@@ -21,6 +21,8 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_warm_starts_total", "counter", &["model", "warm"]),
     ("tierwise_verifier_duration_seconds", "histogram", &["task"]),
     ("tierwise_verifier_verdicts_total", "counter", &["task", "verdict"]),
+    ("tierwise_verifier_scores", "histogram", &["task", "verifier"]),
+    ("tierwise_verifier_results_total", "counter", &["task", "verifier", "result"]),
     ("tierwise_tokens_total", "counter", &["tier", "model", "kind"]),
     ("tierwise_time_to_first_token_seconds", "histogram", &["tier", "model"]),
     ("tierwise_overhead_seconds", "histogram", &[]),
@@ -50,6 +52,9 @@ const OVERHEAD_BUCKETS: &[f64] =
 /// Seconds; deterministic checks are microseconds, a judge is seconds.
 const VERIFIER_BUCKETS: &[f64] =
     &[0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Scores are probabilities: tenths, with finer steps at both ends.
+const SCORE_BUCKETS: &[f64] = &[0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0];
 
 fn counter(name: &str, help: &str, labels: &[&str]) -> Result<IntCounterVec, prometheus::Error> {
     IntCounterVec::new(Opts::new(name, help), labels)
@@ -110,6 +115,17 @@ impl Metrics {
                 "tierwise_verifier_verdicts_total",
                 "Verified answers by verdict (accept, escalate)",
                 &["task", "verdict"],
+            )?,
+            verifier_scores: histogram(
+                "tierwise_verifier_scores",
+                "Scores the scored verifiers gave answers (confidence, consistency, self_check, judge), 0 to 1",
+                SCORE_BUCKETS,
+                &["task", "verifier"],
+            )?,
+            verifier_results: counter(
+                "tierwise_verifier_results_total",
+                "Scored verifiers' results by verifier (accept, reject, error)",
+                &["task", "verifier", "result"],
             )?,
             tokens: counter(
                 "tierwise_tokens_total",
@@ -200,6 +216,8 @@ impl Metrics {
             Box::new(m.warm_starts.clone()),
             Box::new(m.verifier_duration.clone()),
             Box::new(m.verifier_verdicts.clone()),
+            Box::new(m.verifier_scores.clone()),
+            Box::new(m.verifier_results.clone()),
             Box::new(m.tokens.clone()),
             Box::new(m.ttft.clone()),
             Box::new(m.overhead.clone()),

@@ -30,6 +30,8 @@ pub struct Metrics {
     warm_starts: IntCounterVec,
     verifier_duration: HistogramVec,
     verifier_verdicts: IntCounterVec,
+    verifier_scores: HistogramVec,
+    verifier_results: IntCounterVec,
     tokens: IntCounterVec,
     ttft: HistogramVec,
     overhead: Histogram,
@@ -137,6 +139,13 @@ impl Metrics {
                         }
                     }
                     previous = Some((a.tier, a.verdict));
+                    for scored in &a.scores {
+                        let verifier = scored.scorer.as_str();
+                        if let Some(score) = scored.score {
+                            self.verifier_scores.with_label_values(&[task, verifier]).observe(score);
+                        }
+                        self.verifier_results.with_label_values(&[task, verifier, scored.result()]).inc();
+                    }
                     for call in &a.verify_calls {
                         if let Some(usage) = call.tokens {
                             self.tokens_used(config, call.tier, &call.model, usage.prompt, usage.completion);
@@ -303,6 +312,7 @@ mod tests {
         trail.verified(
             Duration::from_micros(40),
             Some(crate::upstream::usage::Usage { prompt: 1_000_000, completion: 500_000 }),
+            Vec::new(),
             Vec::new(),
         );
         let finished = Finished {

@@ -51,8 +51,10 @@ pub fn to_sse_with(completion: &Value, include_usage: bool, trailer: Option<&[u8
             json!([{"index": index, "delta": {"role": role, "content": ""}, "logprobs": null, "finish_reason": null}]),
         ));
         if let Some(content) = message.get("content").filter(|c| !c.is_null()) {
+            // The answer's token log-probabilities, when it kept them, ride with its text.
+            let logprobs = choice.get("logprobs").cloned().unwrap_or(Value::Null);
             events.push(chunk(
-                json!([{"index": index, "delta": {"content": content}, "logprobs": null, "finish_reason": null}]),
+                json!([{"index": index, "delta": {"content": content}, "logprobs": logprobs, "finish_reason": null}]),
             ));
         }
         for (i, call) in message.get("tool_calls").and_then(Value::as_array).into_iter().flatten().enumerate() {

@@ -128,6 +128,9 @@ struct Outgoing<'a> {
     messages: &'a [Message],
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<bool>,
+    /// Set when a verifier needs the answer's token probabilities.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    logprobs: Option<bool>,
     #[serde(flatten)]
     rest: &'a Map<String, Value>,
 }
@@ -231,6 +234,22 @@ impl ChatRequest {
     /// earlier steps' `feedback` appended to the last user message, in order (see
     /// [`super::feedback`]).
     pub fn body_for(&self, upstream_model: &str, feedback: &[String]) -> Result<Bytes, serde_json::Error> {
+        self.body_with(upstream_model, feedback, false)
+    }
+
+    /// Whether the client asked for the answer's token log-probabilities.
+    pub fn wants_logprobs(&self) -> bool {
+        self.rest.get("logprobs").and_then(Value::as_bool) == Some(true)
+    }
+
+    /// As [`Self::body_for`]; with `logprobs`, the upstream is asked for the answer's token
+    /// log-probabilities (for the `confidence` verifier) whatever the client asked.
+    pub fn body_with(
+        &self,
+        upstream_model: &str,
+        feedback: &[String],
+        logprobs: bool,
+    ) -> Result<Bytes, serde_json::Error> {
         let with_feedback;
         let messages = if feedback.is_empty() {
             &self.messages
@@ -238,7 +257,16 @@ impl ChatRequest {
             with_feedback = super::feedback::inject(&self.messages, feedback);
             &with_feedback
         };
-        let outgoing = Outgoing { model: upstream_model, messages, stream: self.stream, rest: &self.rest };
+        let without_logprobs;
+        let rest = if logprobs && self.rest.contains_key("logprobs") {
+            without_logprobs =
+                self.rest.iter().filter(|(k, _)| *k != "logprobs").map(|(k, v)| (k.clone(), v.clone())).collect();
+            &without_logprobs
+        } else {
+            &self.rest
+        };
+        let logprobs = logprobs.then_some(true);
+        let outgoing = Outgoing { model: upstream_model, messages, stream: self.stream, logprobs, rest };
         serde_json::to_vec(&outgoing).map(Bytes::from)
     }
 

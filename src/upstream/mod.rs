@@ -63,6 +63,8 @@ pub struct Upstream {
     slots: Slots,
     /// `tierwise eval`'s cache of answers; `None` when serving.
     replay: Option<Arc<Replay>>,
+    /// It refused a request with `n` > 1: verifiers sample with one call per answer.
+    refuses_n: std::sync::atomic::AtomicBool,
 }
 
 /// Every upstream of a config, by name.
@@ -116,7 +118,7 @@ impl Upstream {
         let headers = headers(&config)?;
         let breaker = Mutex::new(Breaker::new(config.circuit_failures, config.circuit_cooldown));
         let slots = Slots::new(config.max_concurrent, config.queue_limit, config.queue_wait);
-        Ok(Upstream { config, endpoint, http, headers, breaker, slots, replay: None })
+        Ok(Upstream { config, endpoint, http, headers, breaker, slots, replay: None, refuses_n: Default::default() })
     }
 
     pub fn name(&self) -> &str {
@@ -129,6 +131,15 @@ impl Upstream {
     }
 
     /// Feeds a call's outcome to the circuit breaker.
+    /// Whether it refused `n` > 1 before (see `escalate::score::sampling`).
+    pub fn refuses_n(&self) -> bool {
+        self.refuses_n.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub fn refused_n(&self) {
+        self.refuses_n.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     pub fn record(&self, outcome: &Result<Reply, UpstreamError>) {
         let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
         match outcome {

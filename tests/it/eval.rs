@@ -5,9 +5,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Output;
-use std::sync::Arc;
 
-use bytes::Bytes;
 use serde_json::{json, Value};
 
 use crate::support::bodies::completion;
@@ -95,15 +93,15 @@ fn sums_dataset(workspace: &Workspace) -> PathBuf {
     workspace.write("sums.jsonl", &lines)
 }
 
-fn weak_answer(body: &Value) -> Bytes {
+fn weak_answer(body: &Value) -> Behaviour {
     let n = question(body);
     let sum = if n <= 6 { 2 * n } else { 2 * n + 1 };
     let marked = n <= 4 || (7..=8).contains(&n);
-    completion(&if marked { format!("Adding: #### {sum}") } else { format!("It is {sum}.") }, "stop")
+    Behaviour::Json(completion(&if marked { format!("Adding: #### {sum}") } else { format!("It is {sum}.") }, "stop"))
 }
 
-fn strong_answer(body: &Value) -> Bytes {
-    completion(&format!("{n} plus {n} makes #### {}", 2 * question(body), n = question(body)), "stop")
+fn strong_answer(body: &Value) -> Behaviour {
+    Behaviour::Json(completion(&format!("{n} plus {n} makes #### {}", 2 * question(body), n = question(body)), "stop"))
 }
 
 fn sums_config(workspace: &Workspace, weak: &UpstreamDouble, strong: &UpstreamDouble) -> PathBuf {
@@ -145,8 +143,8 @@ cloud_consent = true
 #[tokio::test]
 async fn eval_counts_verdicts_costs_and_calls_exactly() {
     let workspace = Workspace::new("exact");
-    let weak = UpstreamDouble::start(Behaviour::Reply(Responder(Arc::new(weak_answer)))).await;
-    let strong = UpstreamDouble::start(Behaviour::Reply(Responder(Arc::new(strong_answer)))).await;
+    let weak = UpstreamDouble::start(Behaviour::Reply(Responder::new(weak_answer))).await;
+    let strong = UpstreamDouble::start(Behaviour::Reply(Responder::new(strong_answer))).await;
     let config = sums_config(&workspace, &weak, &strong);
     let dataset = sums_dataset(&workspace);
     let sweep = r#"verify.checks=["non_empty"],["non_empty","regex"]"#;
@@ -232,8 +230,8 @@ async fn eval_counts_verdicts_costs_and_calls_exactly() {
 #[tokio::test]
 async fn eval_refuses_bad_datasets_tasks_and_sweeps_by_name() {
     let workspace = Workspace::new("refuse");
-    let weak = UpstreamDouble::start(Behaviour::Reply(Responder(Arc::new(weak_answer)))).await;
-    let strong = UpstreamDouble::start(Behaviour::Reply(Responder(Arc::new(strong_answer)))).await;
+    let weak = UpstreamDouble::start(Behaviour::Reply(Responder::new(weak_answer))).await;
+    let strong = UpstreamDouble::start(Behaviour::Reply(Responder::new(strong_answer))).await;
     let config = sums_config(&workspace, &weak, &strong);
     let dataset = sums_dataset(&workspace);
     let bad = workspace
@@ -276,10 +274,10 @@ const SMOKE_ANSWERS: [(&str, &str); 10] = [
     ("Python expression", "`5 * 2`"),
 ];
 
-fn smoke_answer(body: &Value) -> Bytes {
+fn smoke_answer(body: &Value) -> Behaviour {
     let text = body["messages"].to_string();
     let (_, answer) = SMOKE_ANSWERS.iter().find(|(phrase, _)| text.contains(phrase)).unwrap();
-    completion(answer, "stop")
+    Behaviour::Json(completion(answer, "stop"))
 }
 
 /// The CI smoke eval: the real SmolLM2 as the local model and a double that knows the
@@ -288,7 +286,7 @@ fn smoke_answer(body: &Value) -> Bytes {
 async fn eval_smoke_with_the_real_local_model() {
     let workspace = Workspace::new("smoke");
     let llama = LlamaServer::start().await;
-    let strong = UpstreamDouble::start(Behaviour::Reply(Responder(Arc::new(smoke_answer)))).await;
+    let strong = UpstreamDouble::start(Behaviour::Reply(Responder::new(smoke_answer))).await;
     let toml = format!(
         "[upstreams.local]\ntier = \"local\"\nbase_url = \"{}\"\n\n[upstreams.cloud]\ntier = \"cloud\"\nbase_url = \"{}\"\napi_key_env = \"TEST_CLOUD_KEY\"\n\n\
          [models.smollm2]\nupstream = \"local\"\nname = \"smollm2\"\n\n[models.strong]\nupstream = \"cloud\"\nname = \"gpt-test\"\n\n\

@@ -1,7 +1,8 @@
 //! The privacy invariant, second pass, as a property: personal data of every family and
 //! variant, planted in a random field of a random request — or in what the local model
 //! (or a local judge) says — never reaches a `server` or `cloud` double, whatever the
-//! chain, the verifier, the stream flag and the `local_output` policy. Counted from the
+//! chain, the verifier (checks, judges, confidence, consistency samples, self-checks),
+//! the stream flag and the `local_output` policy. Counted from the
 //! bytes the doubles received, by the planted needle itself, not by the detector.
 
 use proptest::prelude::*;
@@ -48,6 +49,12 @@ enum Verifier {
     LocalJudge,
     /// `json_schema`, whose feedback quotes the answer.
     Schema,
+    /// `consistency`, whose samples disagree and whose feedback quotes them.
+    Consistency,
+    /// `self_check`, asking the local model again.
+    SelfCheck,
+    /// `confidence`, over an answer without logprobs (a verifier error).
+    Confidence,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +80,9 @@ fn case() -> impl Strategy<Value = Case> {
         any::<bool>().prop_map(|accept| Verifier::CloudJudge { accept }),
         Just(Verifier::LocalJudge),
         Just(Verifier::Schema),
+        Just(Verifier::Consistency),
+        Just(Verifier::SelfCheck),
+        Just(Verifier::Confidence),
     ];
     (0..NEEDLES.len(), place, verifier, any::<bool>(), any::<bool>(), any::<bool>()).prop_map(
         |(needle, place, verifier, stream, server_step, redact)| Case {
@@ -168,7 +178,22 @@ async fn run(case: &Case) -> (usize, u16) {
         Place::LocalAnswer => format!("Contact {} today.", needle.0),
         _ => "Ask the front desk.".to_string(),
     };
-    let local = UpstreamDouble::start(said(local_text)).await;
+    // Samples (`seed`, `n`) and self-checks are JSON requests of their own: samples say
+    // the answer differently each time, a self-check says No.
+    let main_answer = said(local_text.clone());
+    let local = UpstreamDouble::start(Behaviour::Reply(Responder::new(move |body: &Value| {
+        let asked = body["messages"].to_string();
+        if asked.contains("Correct?") {
+            answer("No")
+        } else if let Some(seed) = body.get("seed") {
+            answer(&format!("{local_text} Desk {seed}."))
+        } else if body.get("n").is_some() {
+            answer(&format!("{local_text} Any desk."))
+        } else {
+            main_answer.clone()
+        }
+    })))
+    .await;
     let server = UpstreamDouble::start(said("The server's answer.".into())).await;
     let cloud = UpstreamDouble::start(said("The cloud's answer.".into())).await;
     let verdict = match (case.place, case.verifier) {
@@ -188,6 +213,9 @@ async fn run(case: &Case) -> (usize, u16) {
             "checks = [\"non_empty\"]\njudge = \"judge-model\""
         }
         (_, Verifier::Schema) => "checks = [\"json_schema\"]",
+        (_, Verifier::Consistency) => "[tasks.t.verify.consistency]\nsamples = 3",
+        (_, Verifier::SelfCheck) => "[tasks.t.verify.self_check]",
+        (_, Verifier::Confidence) => "[tasks.t.verify.confidence]",
         (_, Verifier::None) => "checks = [\"max_chars\"]\nmax_chars = 5",
     };
     let mut upstreams = vec![("local", "local", local.base_url()), ("judge", judge_tier, judge.base_url())];

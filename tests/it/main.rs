@@ -30,6 +30,8 @@ mod privacy;
 mod providers;
 mod reliability;
 mod reload;
+mod scored;
+mod scored_real;
 mod sdk;
 mod slow_clients;
 mod streaming;

@@ -34,13 +34,20 @@ pub enum Behaviour {
     Stall,
     /// 429 with OpenAI's rate-limit envelope and `Retry-After: retry_after` (seconds).
     RateLimited { retry_after: u64 },
-    /// 200 with the JSON body this function writes for the request's body.
+    /// Whatever this function picks for the request's body (a model double that knows
+    /// the answers, or answers samples differently).
     Reply(Responder),
 }
 
-/// Writes a JSON answer for a request body (a model double that knows the answers).
+/// Picks the behaviour for a request body.
 #[derive(Clone)]
-pub struct Responder(pub Arc<dyn Fn(&Value) -> Bytes + Send + Sync>);
+pub struct Responder(pub Arc<dyn Fn(&Value) -> Behaviour + Send + Sync>);
+
+impl Responder {
+    pub fn new(pick: impl Fn(&Value) -> Behaviour + Send + Sync + 'static) -> Self {
+        Responder(Arc::new(pick))
+    }
+}
 
 impl std::fmt::Debug for Responder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -181,7 +188,10 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
     let request = body.clone();
     shared.received.lock().unwrap().push(Received { uri, headers, body, raw, at: std::time::Instant::now() });
     let scripted = shared.script.lock().unwrap().pop_front();
-    let behaviour = scripted.unwrap_or_else(|| shared.behaviour.clone());
+    let mut behaviour = scripted.unwrap_or_else(|| shared.behaviour.clone());
+    if let Behaviour::Reply(Responder(pick)) = &behaviour {
+        behaviour = pick(&request);
+    }
     match behaviour {
         Behaviour::RateLimited { retry_after } => Response::builder()
             .status(StatusCode::TOO_MANY_REQUESTS)
@@ -192,10 +202,7 @@ async fn answer(State(shared): State<Arc<Shared>>, uri: Uri, headers: HeaderMap,
             ))
             .unwrap(),
         Behaviour::Json(body) => with_type(StatusCode::OK, "application/json", Body::from(body)),
-        Behaviour::Reply(Responder(write)) => {
-            let body = write(&request);
-            with_type(StatusCode::OK, "application/json", Body::from(body))
-        }
+        Behaviour::Reply(_) => with_type(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", Body::from("a responder picked a responder")),
         Behaviour::Status(code, body) => {
             with_type(StatusCode::from_u16(code).unwrap(), "application/json", Body::from(body))
         }
