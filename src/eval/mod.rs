@@ -127,13 +127,13 @@ pub async fn run(
         };
         let base_url = options.url.clone().or_else(|| server.as_ref().map(|s| s.base.clone())).unwrap_or_default();
         let client = Client::new(&base_url, options.api_key.clone())?;
-        let mut asked = Vec::new();
-        if setting.is_none() {
-            for model in &chain {
-                asked.push((Strategy::Alone { model: model.clone() }, model.clone()));
-            }
+        // The chain before its models alone: an answer the chain's verifier asked with
+        // logprobs also serves the same request without (see upstream::replay).
+        let alone = setting.is_none();
+        let mut asked = vec![(Strategy::Chain { setting }, options.task.clone())];
+        if alone {
+            asked.extend(chain.iter().map(|model| (Strategy::Alone { model: model.clone() }, model.clone())));
         }
-        asked.push((Strategy::Chain { setting }, options.task.clone()));
         let mut result = Ok(());
         for (strategy, model) in asked {
             match asker.run(&client, strategy, &model).await {
@@ -164,6 +164,12 @@ pub async fn run(
         .collect();
     let context = Context { config: &base, chain: &chain, alone };
     let mut summaries: Vec<Summary> = runs.iter().chain(&random).map(|r| stats::summarize(r, &context)).collect();
+    // The report reads: each model alone, the chains, random routing.
+    summaries.sort_by_key(|s| match s.strategy {
+        Strategy::Alone { .. } => 0,
+        Strategy::Chain { .. } => 1,
+        Strategy::Random { .. } => 2,
+    });
     stats::gap_recovered(&mut summaries);
     let (from_cache, kept) = replay.counts();
     let report = Report::new(report::Facts {

@@ -3,6 +3,11 @@
 //! second time, after waiting as long as the first call took — so the run loop, the
 //! trail and the latencies are what a live call gives, without the model's work.
 //! Only complete JSON answers are kept; streams and failures always go to the upstream.
+//!
+//! A request that asks for `logprobs` (the `confidence` verifier's) and the same request
+//! without are one entry: an answer kept with its logprobs serves both (stripped for the
+//! request that did not ask), so the chain's first step and its model asked alone share
+//! one answer. An answer kept without serves only requests that do not ask.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +34,9 @@ struct Entry {
     took_us: u64,
     /// The answer's body, base64.
     body: String,
+    /// The request asked for logprobs: the answer has them.
+    #[serde(default)]
+    logprobs: bool,
 }
 
 impl Replay {
@@ -38,6 +46,7 @@ impl Replay {
     }
 
     fn path(&self, upstream: &str, endpoint: &str, body: &[u8]) -> PathBuf {
+        let body = &keyed(body).0;
         let mut key = Vec::with_capacity(body.len() + 64);
         key.extend_from_slice(upstream.as_bytes());
         key.push(0);
@@ -52,9 +61,18 @@ impl Replay {
     pub fn get(&self, upstream: &str, endpoint: &str, body: &[u8]) -> Option<(Bytes, Duration)> {
         let text = std::fs::read(self.path(upstream, endpoint, body)).ok()?;
         let entry: Entry = serde_json::from_slice(&text).ok()?;
-        let answer = base64::engine::general_purpose::STANDARD.decode(entry.body).ok()?;
+        let wants_logprobs = keyed(body).1;
+        if wants_logprobs && !entry.logprobs {
+            return None;
+        }
+        let mut answer = Bytes::from(base64::engine::general_purpose::STANDARD.decode(entry.body).ok()?);
+        if entry.logprobs && !wants_logprobs {
+            let mut completion: serde_json::Value = serde_json::from_slice(&answer).ok()?;
+            crate::escalate::score::logprobs::strip(&mut completion);
+            answer = Bytes::from(completion.to_string());
+        }
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some((Bytes::from(answer), Duration::from_micros(entry.took_us)))
+        Some((answer, Duration::from_micros(entry.took_us)))
     }
 
     /// (answers from the cache, live answers kept) so far.
@@ -67,6 +85,7 @@ impl Replay {
         let entry = Entry {
             took_us: u64::try_from(took.as_micros()).unwrap_or(u64::MAX),
             body: base64::engine::general_purpose::STANDARD.encode(answer),
+            logprobs: keyed(body).1,
         };
         let path = self.path(upstream, endpoint, body);
         // Two callers may keep the same answer at once: each writes its own file.
@@ -82,6 +101,20 @@ impl Replay {
     }
 }
 
+/// The body a request is keyed by — its JSON re-encoded in one field order, without
+/// `"logprobs": true` — and whether it asked for logprobs. A body that is not a JSON
+/// object is its own key.
+fn keyed(body: &[u8]) -> (Vec<u8>, bool) {
+    let Ok(serde_json::Value::Object(mut fields)) = serde_json::from_slice::<serde_json::Value>(body) else {
+        return (body.to_vec(), false);
+    };
+    let wants = fields.get("logprobs") == Some(&serde_json::Value::Bool(true));
+    if wants {
+        fields.remove("logprobs");
+    }
+    (serde_json::to_vec(&fields).unwrap_or_else(|_| body.to_vec()), wants)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -95,7 +128,27 @@ mod tests {
         let (answer, took) = replay.get("weak", "/v1/chat/completions", b"{}").unwrap();
         assert_eq!((&answer[..], took), (&b"{\"id\":1}"[..], Duration::from_millis(812)));
         assert_eq!(replay.get("strong", "/v1/chat/completions", b"{}"), None, "another upstream");
-        assert_eq!(replay.get("weak", "/v1/chat/completions", b"{ }"), None, "another body");
+        assert_eq!(replay.get("weak", "/v1/chat/completions", b"{\"n\":2}"), None, "another body");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_answer_with_logprobs_serves_the_request_without_them() {
+        let dir = std::env::temp_dir().join(format!("tierwise-replay-lp-{}", std::process::id()));
+        let replay = Replay::new(dir.clone()).unwrap();
+        let (plain, asking) = (br#"{"model":"m","messages":[]}"#, br#"{"messages":[],"model":"m","logprobs":true}"#);
+        let answer = br#"{"choices":[{"index":0,"message":{"content":"4"},"logprobs":{"content":[]}}]}"#;
+        replay.put("weak", "/e", asking, answer, Duration::from_millis(5));
+        assert_eq!(&replay.get("weak", "/e", asking).unwrap().0[..], &answer[..]);
+        let stripped: serde_json::Value = serde_json::from_slice(&replay.get("weak", "/e", plain).unwrap().0).unwrap();
+        assert_eq!(stripped, serde_json::json!({"choices": [{"index": 0, "message": {"content": "4"}}]}));
+
+        let other = br#"{"model":"other","messages":[]}"#;
+        replay.put("weak", "/e", other, br#"{"choices":[]}"#, Duration::from_millis(5));
+        assert!(
+            replay.get("weak", "/e", br#"{"model":"other","messages":[],"logprobs":true}"#).is_none(),
+            "kept without logprobs"
+        );
         let _ = std::fs::remove_dir_all(dir);
     }
 }
