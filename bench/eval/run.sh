@@ -65,6 +65,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+load=$(cut -d' ' -f1 /proc/loadavg)
+if awk "BEGIN { exit !($load > 1.0) }"; then
+  log "warning: load average $load: other work on the cores slows the models (see MODELS.md) and skews latencies"
+fi
+
 # ── models and llama-server ─────────────────────────────────────────────────────────
 log "setup: llama-server and the three models (bench/eval/setup.sh)"
 setup_out=$(bench/eval/setup.sh)
