@@ -13,14 +13,27 @@
 # bench/eval/results/SUMMARY.md. Every process it started is stopped on exit, Ctrl-C
 # included. llama-server logs: bench/eval/.cache/logs/.
 #
-# Tasks (TASKS, space-separated; default all):
-#   gsm-checks   chain weak → strong, checks non_empty + finish_stop     data/gsm.jsonl
-#   gsm-judge    the same checks, then weak judges its own answer        data/gsm.jsonl
-#   gsm-3        chain weak → mid → strong, checks                       data/gsm.jsonl
-#   code-checks  as gsm-checks                                           data/humaneval.jsonl
-#   code-judge   as gsm-judge                                            data/humaneval.jsonl
+# Tasks (TASKS, space-separated; default all), each chain weak → strong unless named:
+#   D-checks        non_empty + finish_stop + no_refusal (today's checks)
+#   D-feedback      the checks, with the rejection's feedback appended for the strong model
+#   D-judge         the checks, then weak judges the answer (JSON verdict; today's judge)
+#   D-judge-yn      the checks, then weak judges Yes/No with a threshold (judge_score)
+#   D-confidence    the checks, then confidence (mean token probability)
+#   D-selfcheck     the checks, then self_check (weak's P(Yes) on its own answer)
+#   gsm-consistency the checks, then consistency (5 samples, final numbers)
+#   gsm-3           weak → mid → strong, the checks
+# for D in gsm (data/gsm.jsonl) and code (data/humaneval.jsonl). Every task but
+# D-feedback turns feedback off, so an escalated request is the strong model's request
+# alone — answered from the cache: the benchmark measures routing, and pays the strong
+# model once per item. D-feedback measures what the feedback adds.
 #
-# Env: LIMIT (100), TASKS, SEED (7), CONCURRENCY (1, eval's --concurrency), PARALLEL (1,
+# Two phases: every task once at CONCURRENCY (1: latencies as one client sees them), then
+# the scored tasks again with a --sweep of their threshold at SWEEP_CONCURRENCY (8): their
+# answers all come from the cache, which replays each call's recorded duration, so running
+# them side by side changes no latency. The phase-2 report replaces the phase-1 one.
+#
+# Env: LIMIT (100), TASKS, SEED (7), CONCURRENCY (1, eval's --concurrency), SWEEP_CONCURRENCY
+# (8), NO_SWEEPS (set: phase 1 only), PARALLEL (1,
 # llama-server --parallel and the upstreams' max_concurrent), THREADS (2), CTX_PER_SLOT
 # (4096), RESULTS (bench/eval/results), TIERWISE_BIN (skip the build), EVAL_ARGS (extra
 # arguments for every `tierwise eval`, e.g. "--sweep ..."), EVAL_CACHE.
@@ -29,7 +42,9 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 LIMIT=${LIMIT:-100}
-TASKS=${TASKS:-gsm-checks gsm-judge gsm-3 code-checks code-judge}
+ALL_TASKS="gsm-checks gsm-feedback gsm-judge gsm-judge-yn gsm-confidence gsm-selfcheck gsm-consistency gsm-3 code-checks code-feedback code-judge code-judge-yn code-confidence code-selfcheck"
+TASKS=${TASKS:-$ALL_TASKS}
+SWEEP_CONCURRENCY=${SWEEP_CONCURRENCY:-8}
 SEED=${SEED:-7}
 CONCURRENCY=${CONCURRENCY:-1}
 PARALLEL=${PARALLEL:-1}
@@ -44,11 +59,22 @@ LOGS=$EVAL_CACHE/logs
 log() { printf '[eval %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 
 for task in $TASKS; do
-  case $task in
-    gsm-checks|gsm-judge|gsm-3|code-checks|code-judge) ;;
-    *) log "unknown task '$task' (known: gsm-checks gsm-judge gsm-3 code-checks code-judge)"; exit 2 ;;
+  case " $ALL_TASKS " in
+    *" $task "*) ;;
+    *) log "unknown task '$task' (known: $ALL_TASKS)"; exit 2 ;;
   esac
 done
+
+# The threshold each scored task sweeps in phase 2.
+declare -A SWEEP=(
+  [gsm-confidence]="verify.confidence.threshold=0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+  [code-confidence]="verify.confidence.threshold=0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+  [gsm-selfcheck]="verify.self_check.threshold=0.05,0.1,0.2,0.3,0.4,0.5,0.7"
+  [code-selfcheck]="verify.self_check.threshold=0.05,0.1,0.2,0.3,0.4,0.5,0.7"
+  [gsm-judge-yn]="verify.judge_threshold=0.1,0.2,0.3,0.5,0.7,0.9"
+  [code-judge-yn]="verify.judge_threshold=0.1,0.2,0.3,0.5,0.7,0.9"
+  [gsm-consistency]="verify.consistency.threshold=0.4,0.6,0.8,1.0"
+)
 
 # ── stop everything we start, however we leave ──────────────────────────────────────
 pids=()
@@ -135,7 +161,7 @@ queue_wait_ms = 900000
 
 EOF
 }
-checks='["non_empty", "finish_stop"]'
+checks='["non_empty", "finish_stop", "no_refusal"]'
 {
   cat <<EOF
 # Written by bench/eval/run.sh — do not edit; it is rewritten on every run.
@@ -165,42 +191,74 @@ EOF
     cat <<EOF
 [tasks.$set-checks]
 chain = ["weak", "strong"]
+verify = { checks = $checks, feedback = "off" }
+
+[tasks.$set-feedback]
+chain = ["weak", "strong"]
 verify = { checks = $checks }
 
 [tasks.$set-judge]
 chain = ["weak", "strong"]
-verify = { checks = $checks, judge = "weak", judge_timeout_ms = 120000 }
+verify = { checks = $checks, feedback = "off", judge = "weak", judge_timeout_ms = 120000 }
+
+[tasks.$set-judge-yn]
+chain = ["weak", "strong"]
+verify = { checks = $checks, feedback = "off", judge = "weak", judge_score = "yes_no", judge_threshold = 0.5, judge_timeout_ms = 120000 }
+
+[tasks.$set-confidence]
+chain = ["weak", "strong"]
+verify = { checks = $checks, feedback = "off", confidence = { threshold = 0.5 } }
+
+[tasks.$set-selfcheck]
+chain = ["weak", "strong"]
+verify = { checks = $checks, feedback = "off", self_check = { threshold = 0.5, timeout_ms = 120000 } }
 
 EOF
   done
   cat <<EOF
+[tasks.gsm-consistency]
+chain = ["weak", "strong"]
+verify = { checks = $checks, feedback = "off", consistency = { samples = 5, extract = "number", threshold = 0.6, timeout_ms = 600000 } }
+
 [tasks.gsm-3]
 chain = ["weak", "mid", "strong"]
-verify = { checks = $checks }
+verify = { checks = $checks, feedback = "off" }
 EOF
 } >"$CONFIG"
 "$TIERWISE_BIN" --config "$CONFIG" check-config >&2
 
 # ── the evals ───────────────────────────────────────────────────────────────────────
 mkdir -p "$RESULTS"
+ANSWERS=$EVAL_CACHE/answers
 failed=()
 done_tasks=()
-for task in $TASKS; do
+run_eval() { # task concurrency [sweep]
+  local task=$1 concurrency=$2 sweep=${3:-} dataset
   case $task in
     gsm-*) dataset=bench/eval/data/gsm.jsonl ;;
     code-*) dataset=bench/eval/data/humaneval.jsonl ;;
   esac
-  out=$RESULTS/$task
-  log "eval $task: $dataset, --limit $LIMIT → $out"
+  local args=(--dataset "$dataset" --task "$task" --limit "$LIMIT" --seed "$SEED" --concurrency "$concurrency"
+    --cache "$ANSWERS" --out "$RESULTS/$task")
+  [ -z "$sweep" ] || args+=(--sweep "$sweep")
+  log "eval $task${sweep:+ --sweep $sweep}: $dataset, --limit $LIMIT, --concurrency $concurrency"
   # shellcheck disable=SC2086  # EVAL_ARGS is a list of words
-  if "$TIERWISE_BIN" --config "$CONFIG" eval --dataset "$dataset" --task "$task" \
-      --limit "$LIMIT" --seed "$SEED" --concurrency "$CONCURRENCY" --out "$out" $EVAL_ARGS; then
+  "$TIERWISE_BIN" --config "$CONFIG" eval "${args[@]}" $EVAL_ARGS
+}
+for task in $TASKS; do
+  if run_eval "$task" "$CONCURRENCY"; then
     done_tasks+=("$task")
   else
     log "eval $task failed (exit $?)"
     failed+=("$task")
   fi
 done
+if [ -z "${NO_SWEEPS:-}" ]; then
+  for task in "${done_tasks[@]}"; do
+    [ -n "${SWEEP[$task]:-}" ] || continue
+    run_eval "$task" "$SWEEP_CONCURRENCY" "${SWEEP[$task]}" || { log "sweep of $task failed"; failed+=("$task (sweep)"); }
+  done
+fi
 
 # ── SUMMARY.md: every task's Markdown report, in order ──────────────────────────────
 reports_of() { # the Markdown a task's --out produced: OUT.md, OUT (a file), or OUT/*.md
@@ -220,7 +278,7 @@ summary=$RESULTS/SUMMARY.md
   echo "Made by \`bench/eval/run.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) at commit" \
     "\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`, on $(nproc) cores."
   echo
-  echo "\`LIMIT=$LIMIT TASKS=\"$TASKS\" SEED=$SEED CONCURRENCY=$CONCURRENCY PARALLEL=$PARALLEL THREADS=$THREADS bench/eval/run.sh\`"
+  echo "\`LIMIT=$LIMIT TASKS=\"$TASKS\" SEED=$SEED CONCURRENCY=$CONCURRENCY SWEEP_CONCURRENCY=$SWEEP_CONCURRENCY PARALLEL=$PARALLEL THREADS=$THREADS bench/eval/run.sh\`"
   echo
   echo "llama-server: \`$("$EVAL_LLAMA_SERVER" --version 2>&1 | grep -m1 -i version || echo unknown)\`"
   echo
