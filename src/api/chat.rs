@@ -14,7 +14,7 @@ use tokio::time::Instant;
 use super::caller::Caller;
 use super::extract::JsonBody;
 use super::headers::{set_trail, CONTENT_CLASS, DEADLINE, TASK};
-use super::job::{Guards, Job};
+use super::job::{Guards, Job, Wire};
 use super::respond;
 use crate::app::{AppState, ResponseDeadline};
 use crate::config::Config;
@@ -30,6 +30,22 @@ pub async fn chat_completions(
     cut_off: Option<Extension<ResponseDeadline>>,
     body: Result<JsonBody<ChatRequest>, ApiError>,
 ) -> Response {
+    serve(Call { state, caller, headers, cut_off, wire: Wire::Chat }, body.map(|JsonBody(r)| r)).await
+}
+
+/// A request as the handlers received it, before its body is read.
+pub struct Call {
+    pub state: AppState,
+    pub caller: Result<Caller, ApiError>,
+    pub headers: HeaderMap,
+    pub cut_off: Option<Extension<ResponseDeadline>>,
+    pub wire: Wire,
+}
+
+/// Serves a chat request, from whichever API it came in: the caller, limits, the task
+/// and class, the plan, the run, and the response in the client's API's shape.
+pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response {
+    let Call { state, caller, headers, cut_off, wire } = call;
     let started = Instant::now();
     let id = headers.get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
     let early = |err: ApiError, task: Option<&str>| respond::early(&id, &state, task, err);
@@ -39,7 +55,7 @@ pub async fn chat_completions(
         Err(err) => return early(err, None),
     };
     let mut request = match body {
-        Ok(JsonBody(request)) => request,
+        Ok(request) => request,
         Err(err) => return early(err, None),
     };
     if let Some(key) = caller.key {
@@ -57,7 +73,7 @@ pub async fn chat_completions(
     };
     let in_flight = state.metrics.request_started();
     let config = caller.generation.config.clone();
-    let Prepared { resolved, classification, deadline } = match prepare(&config, &headers, &mut request) {
+    let Prepared { resolved, classification, deadline } = match prepare(&config, &headers, &mut request, &wire) {
         Ok(prepared) => prepared,
         Err(err) => return early(err, None),
     };
@@ -78,6 +94,7 @@ pub async fn chat_completions(
     let may_buffer = request.is_stream() && (0..plan.steps.len()).any(|i| escalate::is_verified(&config, &plan, i));
     let job = Job {
         id,
+        wire,
         state: state.clone(),
         caller,
         request: Arc::new(request),
@@ -112,14 +129,25 @@ struct Prepared {
 }
 
 /// Everything about the request that needs no upstream: its task and content class.
-fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest) -> Result<Prepared, ApiError> {
+fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest, wire: &Wire) -> Result<Prepared, ApiError> {
     if request.messages.is_empty() {
         return Err(ApiError::invalid("`messages` must contain at least one message", Some("messages".into())));
     }
     let name = task_name(headers, request)?.to_string();
     let resolved = policy::resolve(config, &name)
         .map_err(|unknown| ApiError::ModelNotFound { name: unknown.name, known: unknown.known })?;
-    let classification = classify(config, &resolved, headers, request)?;
+    let mut classification = classify(config, &resolved, headers, request)?;
+    if let Wire::Responses { body, .. } = wire {
+        // What the translation drops is read too: a finding anywhere in the body counts.
+        if classification.class != policy::ContentClass::Sensitive {
+            let task = config.tasks.get(&resolved.task).filter(|_| !resolved.direct);
+            let detect = task.map_or(config.detect, |t| t.detect);
+            let scanner = policy::Scanner { detector: &config.detector, opaque: detect.opaque };
+            if let Some(finding) = scanner.object(&mut Vec::new(), body) {
+                classification = policy::classify(classification.class, &[], Some(finding)).unwrap_or(classification);
+            }
+        }
+    }
     let deadline = match headers.get(&DEADLINE) {
         Some(value) => Some(
             value

@@ -15,8 +15,22 @@ use crate::policy::{Classification, ContentClass, Plan};
 use crate::record::{Answered, Ending, Planned, RequestRecord};
 use crate::upstream::Reply;
 
+/// Which API the client spoke: the run is the same, the response is written in its
+/// shape.
+#[derive(Debug, Clone)]
+pub enum Wire {
+    Chat,
+    /// `POST /v1/responses`: what the response object echoes, and the request body as it
+    /// came (the detector reads all of it, forwarded or not).
+    Responses {
+        echo: crate::openai::responses::Echo,
+        body: Arc<serde_json::Map<String, serde_json::Value>>,
+    },
+}
+
 pub struct Job {
     pub id: String,
+    pub wire: Wire,
     pub state: AppState,
     /// Who is calling, and the config generation the request runs on (a reload does
     /// not touch it).

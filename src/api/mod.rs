@@ -12,6 +12,7 @@ mod job;
 pub mod models;
 pub mod rate_limit;
 pub mod respond;
+pub mod responses;
 
 use axum::extract::Request;
 

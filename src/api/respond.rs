@@ -20,12 +20,12 @@ use tracing::warn;
 
 use super::failure;
 use super::headers;
-use super::job::{Guards, Job};
+use super::job::{Guards, Job, Wire};
 use super::rate_limit::StreamCharge;
 use crate::error::ApiError;
 use crate::escalate::{Answer, Outcome, Produced, Trail};
 use crate::metrics;
-use crate::openai::replay;
+use crate::openai::{replay, responses};
 use crate::policy::Tier;
 use crate::record::Ending;
 use crate::upstream::{usage, Reply, UpstreamError};
@@ -74,7 +74,7 @@ fn responded(status: StatusCode, error: Option<String>) -> Ending {
 /// a comment with the trail. Dropping the body drops the run, cancelling its calls.
 pub fn delayed(job: Job, running: Running) -> Response {
     let interval = job.caller.generation.config.server.sse_keepalive;
-    let (task, class) = (job.plan.task.clone(), job.classification.class);
+    let (task, class, wire) = (job.plan.task.clone(), job.classification.class, job.wire.clone());
     let body = stream::unfold(Phase::Waiting(running, Box::new(job)), move |phase| async move {
         match phase {
             Phase::Waiting(mut running, job) => {
@@ -92,8 +92,8 @@ pub fn delayed(job: Job, running: Running) -> Response {
             Phase::Passing(mut rest) => rest.next().await.map(|bytes| (bytes, Phase::Passing(rest))),
         }
     })
-    .map(Ok::<Bytes, Infallible>);
-    let mut response = sse_response(Body::from_stream(body));
+    .boxed();
+    let mut response = sse_response(&wire, body);
     // Only what is known before the first byte; the rest is in the trailing comment.
     headers::try_set(response.headers_mut(), headers::TASK, &task);
     headers::try_set(response.headers_mut(), headers::CONTENT_CLASS, class.as_str());
@@ -175,25 +175,25 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guar
     match answer.produced {
         Produced::Upstream(Reply::Json(body)) => {
             let body = if trail_in_body { splice_trail(body, &trail_object(job, trail, tier, &model)) } else { body };
-            json_response(body)
+            json_response(&job.wire, body)
         }
         Produced::Upstream(Reply::Stream { first, rest }) => {
             let events = passthrough(job, (tier, &model), first, rest);
-            sse_response(Body::from_stream(holding(events, guards).map(Ok::<Bytes, Infallible>)))
+            sse_response(&job.wire, holding(events, guards).boxed())
         }
         Produced::Completion(completion) => {
             job.state.metrics.first_token(tier, &model, job.started.elapsed());
-            sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
+            sse_response(&job.wire, once(replay::to_sse(&completion, job.request.include_usage())))
         }
         Produced::Rules(reply) => {
             let mut completion = replay::rules_completion(&reply);
             if job.request.is_stream() {
-                sse_response(Body::from(replay::to_sse(&completion, job.request.include_usage())))
+                sse_response(&job.wire, once(replay::to_sse(&completion, job.request.include_usage())))
             } else {
                 if trail_in_body {
                     completion["tierwise"] = trail_object(job, trail, tier, &model);
                 }
-                json_response(Bytes::from(completion.to_string()))
+                json_response(&job.wire, Bytes::from(completion.to_string()))
             }
         }
     }
@@ -268,14 +268,34 @@ fn splice_trail(body: Bytes, trail: &Value) -> Bytes {
     Bytes::from(out)
 }
 
-fn json_response(body: Bytes) -> Response {
+fn once(bytes: Bytes) -> BoxStream<'static, Bytes> {
+    stream::once(async move { bytes }).boxed()
+}
+
+/// A JSON answer: the chat completion as it came, or as a `response` object.
+fn json_response(wire: &Wire, body: Bytes) -> Response {
+    let body = match wire {
+        Wire::Chat => body,
+        Wire::Responses { echo, .. } => match serde_json::from_slice::<Value>(&body) {
+            Ok(completion) => Bytes::from(responses::response::from_chat(&completion, echo).to_string()),
+            Err(_) => body,
+        },
+    };
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
 
-fn sse_response(body: Body) -> Response {
-    let mut response = Response::new(body);
+/// An SSE answer: the chat events as they come, or as the Responses events.
+fn sse_response(wire: &Wire, events: BoxStream<'static, Bytes>) -> Response {
+    let events = match wire {
+        Wire::Chat => events,
+        Wire::Responses { echo, .. } => {
+            let mut translator = responses::stream::Translator::new(echo.clone());
+            events.map(move |chat| translator.feed(&chat)).boxed()
+        }
+    };
+    let mut response = Response::new(Body::from_stream(events.map(Ok::<Bytes, Infallible>)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
     headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));

@@ -6,6 +6,7 @@
 pub mod feedback;
 pub mod replay;
 mod request;
-mod strict;
+pub mod responses;
+pub mod strict;
 
 pub use request::{ChatRequest, Content, Message, NotAString, Role, TextAt};

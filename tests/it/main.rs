@@ -30,6 +30,7 @@ mod privacy;
 mod providers;
 mod reliability;
 mod reload;
+mod responses;
 mod scored;
 mod scored_real;
 mod sdk;
