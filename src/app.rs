@@ -181,6 +181,7 @@ pub fn build_router(state: AppState) -> Router {
     let routes = Router::new()
         .route("/v1/chat/completions", post(api::chat::chat_completions))
         .route("/v1/responses", post(api::responses::create_response))
+        .route("/v1/embeddings", post(api::embeddings::create_embeddings))
         .route("/v1/models", get(api::models::list_models))
         .route("/v1/tierwise/explain", post(api::explain::explain_request))
         .route("/v1/tierwise/reload", post(api::health::reload))

@@ -130,12 +130,14 @@ struct Prepared {
 
 /// Everything about the request that needs no upstream: its task and content class.
 fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest, wire: &Wire) -> Result<Prepared, ApiError> {
-    if request.messages.is_empty() {
+    let embeddings = matches!(wire, Wire::Embeddings);
+    if request.messages.is_empty() && !embeddings {
         return Err(ApiError::invalid("`messages` must contain at least one message", Some("messages".into())));
     }
     let name = task_name(headers, request)?.to_string();
     let resolved = policy::resolve(config, &name)
         .map_err(|unknown| ApiError::ModelNotFound { name: unknown.name, known: unknown.known })?;
+    serves(config, &resolved, embeddings)?;
     let mut classification = classify(config, &resolved, headers, request)?;
     if let Wire::Responses { body, .. } = wire {
         // What the translation drops is read too: a finding anywhere in the body counts.
@@ -146,6 +148,16 @@ fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest, wire
             if let Some(finding) = scanner.object(&mut Vec::new(), body) {
                 classification = policy::classify(classification.class, &[], Some(finding)).unwrap_or(classification);
             }
+        }
+    }
+    if embeddings
+        && classification.class != policy::ContentClass::Sensitive
+        && super::embeddings::holds_token_ids(request)
+    {
+        let task = config.tasks.get(&resolved.task).filter(|_| !resolved.direct);
+        if task.map_or(config.detect, |t| t.detect).opaque == policy::Opaque::Sensitive {
+            let reason = "token ids in input, which the detector cannot read (detect.opaque = \"sensitive\")";
+            classification = policy::classify(classification.class, &[], Some(reason.into())).unwrap_or(classification);
         }
     }
     let deadline = match headers.get(&DEADLINE) {
@@ -167,6 +179,27 @@ fn prepare(config: &Config, headers: &HeaderMap, request: &mut ChatRequest, wire
         None => config.tasks.get(&resolved.task).and_then(|t| t.deadline),
     };
     Ok(Prepared { resolved, classification, deadline })
+}
+
+/// Whether the task's (or the direct model's) models serve what the request asks:
+/// embeddings, or chat.
+fn serves(config: &Config, resolved: &policy::Resolved, embeddings: bool) -> Result<(), ApiError> {
+    let chain: Vec<&str> = match config.tasks.get(&resolved.task).filter(|_| !resolved.direct) {
+        Some(task) => task.chain.iter().map(String::as_str).collect(),
+        None => vec![resolved.task.as_str()],
+    };
+    let models = chain.iter().filter_map(|m| config.models.get(*m));
+    let able = models.clone().all(|m| if embeddings { m.serves.embeddings } else { m.serves.chat });
+    if able {
+        return Ok(());
+    }
+    let name = &resolved.task;
+    let message = if embeddings {
+        format!("\"{name}\" does not serve embeddings (its models serve chat): name a task or model with serves = [\"embeddings\"]")
+    } else {
+        format!("\"{name}\" serves embeddings, not chat: send it to POST /v1/embeddings")
+    };
+    Err(ApiError::invalid(message, Some("model".into())))
 }
 
 /// The request's content class: the highest of the task's, every value of every

@@ -26,6 +26,8 @@ pub enum Wire {
         echo: crate::openai::responses::Echo,
         body: Arc<serde_json::Map<String, serde_json::Value>>,
     },
+    /// `POST /v1/embeddings`: the request is kept as a chat request without messages.
+    Embeddings,
 }
 
 pub struct Job {
@@ -64,6 +66,10 @@ impl Job {
     pub fn run(&self) -> impl std::future::Future<Output = escalate::Outcome> + Send + 'static {
         let (generation, request, plan) = (self.caller.generation.clone(), self.request.clone(), self.plan.clone());
         let (profile, deadline, progress) = (self.caller.profile.clone(), self.deadline, self.progress.clone());
+        let endpoint = match self.wire {
+            Wire::Embeddings => crate::upstream::Endpoint::Embeddings,
+            Wire::Chat | Wire::Responses { .. } => crate::upstream::Endpoint::Chat,
+        };
         async move {
             let ctx = RunContext {
                 config: &generation.config,
@@ -73,6 +79,7 @@ impl Job {
                 warmth: &generation.warmth,
                 deadline,
                 progress: progress.as_ref(),
+                endpoint,
             };
             escalate::run(&ctx, &plan).await
         }

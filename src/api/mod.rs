@@ -3,6 +3,7 @@
 pub mod admission;
 pub mod caller;
 pub mod chat;
+pub mod embeddings;
 pub mod explain;
 pub mod extract;
 mod failure;

@@ -1,5 +1,7 @@
 //! `GET /v1/models`: tasks, then direct model aliases, in OpenAI's list shape. Each entry
-//! also says whether the caller's profile can run it at all (`tierwise.runnable`).
+//! also says whether the caller's profile can run it at all (`tierwise.runnable`) and
+//! which APIs it serves (`tierwise.serves`: `chat.completions`, `responses`,
+//! `embeddings`).
 
 use axum::response::Response;
 use serde::Serialize;
@@ -30,6 +32,26 @@ struct Extra {
     kind: &'static str,
     /// Whether the caller's profile can run it with the task's own content class.
     runnable: bool,
+    /// The APIs it answers: what every model of a task's chain serves.
+    serves: Vec<&'static str>,
+}
+
+fn serves(config: &crate::config::Config, kind: &str, name: &str) -> Vec<&'static str> {
+    let chain: Vec<&String> = match config.tasks.get(name).filter(|_| kind == "task") {
+        Some(task) => task.chain.iter().collect(),
+        None => config.models.get(name).map(|m| &m.alias).into_iter().collect(),
+    };
+    let all = |able: fn(&crate::config::Serves) -> bool| {
+        chain.iter().all(|m| config.models.get(*m).is_some_and(|m| able(&m.serves)))
+    };
+    let mut names = Vec::new();
+    if !chain.is_empty() && all(|s| s.chat) {
+        names.extend(["chat.completions", "responses"]);
+    }
+    if !chain.is_empty() && all(|s| s.embeddings) {
+        names.push("embeddings");
+    }
+    names
 }
 
 pub async fn list_models(caller: Caller) -> Response {
@@ -57,7 +79,7 @@ pub async fn list_models(caller: Caller) -> Response {
             object: "model",
             created,
             owned_by: "tierwise",
-            tierwise: Extra { kind, runnable: entry(kind, id) },
+            tierwise: Extra { kind, runnable: entry(kind, id), serves: serves(config, kind, id) },
         })
         .collect();
     let body = serde_json::to_vec(&ModelList { object: "list", data }).unwrap_or_default();

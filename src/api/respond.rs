@@ -275,7 +275,7 @@ fn once(bytes: Bytes) -> BoxStream<'static, Bytes> {
 /// A JSON answer: the chat completion as it came, or as a `response` object.
 fn json_response(wire: &Wire, body: Bytes) -> Response {
     let body = match wire {
-        Wire::Chat => body,
+        Wire::Chat | Wire::Embeddings => body,
         Wire::Responses { echo, .. } => match serde_json::from_slice::<Value>(&body) {
             Ok(completion) => Bytes::from(responses::response::from_chat(&completion, echo).to_string()),
             Err(_) => body,
@@ -289,7 +289,7 @@ fn json_response(wire: &Wire, body: Bytes) -> Response {
 /// An SSE answer: the chat events as they come, or as the Responses events.
 fn sse_response(wire: &Wire, events: BoxStream<'static, Bytes>) -> Response {
     let events = match wire {
-        Wire::Chat => events,
+        Wire::Chat | Wire::Embeddings => events,
         Wire::Responses { echo, .. } => {
             let mut translator = responses::stream::Translator::new(echo.clone());
             events.map(move |chat| translator.feed(&chat)).boxed()

@@ -14,7 +14,7 @@ pub fn raw(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
     );
     config.models.insert(
         "smollm2".into(),
-        RawModel { upstream: Some("local".into()), name: Some("smollm2".into()), price: None },
+        RawModel { upstream: Some("local".into()), name: Some("smollm2".into()), price: None, serves: None },
     );
     let mut chain = vec!["smollm2".to_string()];
     if env("OPENAI_API_KEY").is_some_and(|k| !k.is_empty()) {
@@ -33,6 +33,7 @@ pub fn raw(env: &dyn Fn(&str) -> Option<String>) -> RawConfig {
                 upstream: Some("openai".into()),
                 name: Some("gpt-4.1-mini".into()),
                 price: Some(RawPrice { input_usd_per_mtok: 0.4, output_usd_per_mtok: 1.6 }),
+                serves: None,
             },
         );
         chain.push("gpt".into());

@@ -218,6 +218,21 @@ pub struct ModelConfig {
     /// The model name sent upstream.
     pub name: String,
     pub price: Option<Price>,
+    pub serves: Serves,
+}
+
+/// What a model can answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serves {
+    /// Chat completions, and responses (translated to chat completions).
+    pub chat: bool,
+    pub embeddings: bool,
+}
+
+impl Default for Serves {
+    fn default() -> Self {
+        Serves { chat: true, embeddings: false }
+    }
 }
 
 /// A model's price, USD per million tokens.

@@ -180,6 +180,9 @@ pub struct RawModel {
     pub name: Option<String>,
     /// Prices for `tierwise_cost_usd_total` and the saving metric.
     pub price: Option<RawPrice>,
+    /// What it serves: `chat` (chat completions and responses), `embeddings`, or both.
+    /// Default `["chat"]`.
+    pub serves: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize, Serialize)]

@@ -92,8 +92,16 @@ pub fn validate(
                 if price.is_some_and(|p| !(p.input_usd_per_mtok >= 0.0 && p.output_usd_per_mtok >= 0.0)) {
                     problems.add(format!("{path}.price"), "prices must be zero or positive numbers");
                 }
-                models
-                    .insert(alias.clone(), ModelConfig { alias: alias.clone(), upstream: up.to_string(), name, price });
+                let serves = serves(&path, raw_model.serves.as_deref(), &mut problems);
+                if serves.embeddings && raw.upstreams.get(up).and_then(|u| u.kind.as_deref()) == Some("anthropic") {
+                    problems.hint(
+                        format!("{path}.serves"),
+                        "Anthropic's API has no embeddings",
+                        "serve embeddings from an OpenAI-compatible upstream",
+                    );
+                }
+                let model = ModelConfig { alias: alias.clone(), upstream: up.to_string(), name, price, serves };
+                models.insert(alias.clone(), model);
             }
         }
     }
@@ -129,6 +137,19 @@ pub fn validate(
                     "a chain tries each model once; remove the repeat",
                 );
             }
+        }
+        let serving: Vec<super::Serves> = raw_task
+            .chain
+            .iter()
+            .filter_map(|alias| raw.models.get(alias))
+            .map(|m| serves("", m.serves.as_deref(), &mut Problems::default()))
+            .collect();
+        if !serving.iter().all(|s| s.chat) && !serving.iter().all(|s| s.embeddings) {
+            problems.hint(
+                format!("{path}.chain"),
+                "mixes chat models and embedding models",
+                "a task's models must all serve chat, or all embeddings (models.NAME.serves)",
+            );
         }
         let min_tier = match raw_task.min_tier.as_deref() {
             None => Tier::None,
@@ -231,6 +252,24 @@ pub fn validate(
         }),
         _ => Err(problems.0),
     }
+}
+
+/// `models.NAME.serves`: `chat`, `embeddings`, or both.
+fn serves(path: &str, raw: Option<&[String]>, problems: &mut Problems) -> super::Serves {
+    let Some(names) = raw else { return super::Serves::default() };
+    let mut serves = super::Serves { chat: false, embeddings: false };
+    for (i, name) in names.iter().enumerate() {
+        match name.as_str() {
+            "chat" => serves.chat = true,
+            "embeddings" => serves.embeddings = true,
+            other => problems.hint(format!("{path}.serves[{i}]"), format!("unknown \"{other}\""), "chat or embeddings"),
+        }
+    }
+    if names.is_empty() {
+        problems.hint(format!("{path}.serves"), "serves nothing", "list chat, embeddings, or both");
+        return super::Serves::default();
+    }
+    serves
 }
 
 /// Names become header values, metric labels and log fields: keep them plain.

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use super::score::logprobs;
 use crate::openai::{ChatRequest, Content, Role};
 use crate::upstream::usage::{self, Usage};
-use crate::upstream::{Busy, Reply, Upstream, UpstreamError};
+use crate::upstream::{Busy, Endpoint, Reply, Upstream, UpstreamError};
 
 /// The built-in prompt of `judge_score = "yes_no"`: one token, Yes or No.
 pub const YES_NO_PROMPT: &str = "You review answers written by an AI assistant. Decide whether the ANSWER fully and \
@@ -130,6 +130,9 @@ pub async fn ask(
 /// One call to the judge, within `timeout`: the completion it answered.
 async fn call(upstream: &Upstream, body: Bytes, timeout: Duration) -> Result<Value, JudgeError> {
     let call = async {
+        if let Some(reply) = upstream.replayed(Endpoint::Chat, &body, false).await {
+            return Ok(reply);
+        }
         let slot = upstream.reserve(None).await.map_err(JudgeError::Busy)?;
         upstream.chat(&slot, body, false).await.map_err(JudgeError::Failed)
     };

@@ -22,7 +22,7 @@ use tracing::{debug, warn};
 use crate::config::{Config, Profile, VerifyConfig};
 use crate::openai::ChatRequest;
 use crate::policy::{Action, Plan, PlannedStep, Step};
-use crate::upstream::{usage, Reply, UpstreamError, Upstreams};
+use crate::upstream::{usage, Endpoint, Reply, UpstreamError, Upstreams};
 use crate::warmth::Warmth;
 use review::Judged;
 
@@ -75,6 +75,9 @@ pub struct RunContext<'a> {
     pub deadline: Option<Instant>,
     /// Where the run publishes its trail before each wait, when someone reads it.
     pub progress: Option<&'a Progress>,
+    /// Which API the steps call: chat completions (verified as the task says) or
+    /// embeddings (never verified: a failure is what moves the run on).
+    pub endpoint: Endpoint,
 }
 
 impl RunContext<'_> {
@@ -85,7 +88,7 @@ impl RunContext<'_> {
     }
 
     fn verify(&self, plan: &Plan) -> Option<&VerifyConfig> {
-        self.config.tasks.get(&plan.task).map(|t| &t.verify)
+        self.config.tasks.get(&plan.task).map(|t| &t.verify).filter(|_| self.endpoint == Endpoint::Chat)
     }
 }
 

@@ -13,7 +13,7 @@ use tracing::{debug, error};
 use super::{Guard, RunContext, Trail, Verdict};
 use crate::config::UpstreamConfig;
 use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier, Why};
-use crate::upstream::{Failure, Reply, Slot, Upstream, UpstreamError};
+use crate::upstream::{Endpoint, Failure, Reply, Slot, Upstream, UpstreamError};
 use crate::warmth::cold_start_fits;
 
 /// A step that may be called now.
@@ -95,6 +95,9 @@ pub fn ready<'a>(
 /// second try; each failed try is an attempt in the trail. `Err` when no place freed up.
 pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &mut Trail) -> Result<Called, Why> {
     let Ready { step, upstream, .. } = ready;
+    if let Some(reply) = upstream.replayed(ctx.endpoint, &ready.body, ctx.request.is_stream()).await {
+        return Ok(Called { started: Instant::now(), reply: Ok(reply) });
+    }
     let slot = upstream.reserve(ctx.deadline).await.map_err(|busy| Why::Busy {
         upstream: step.upstream.clone(),
         max: busy.max,
@@ -114,7 +117,10 @@ async fn with_retries(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, slot
     let mut retries_left = upstream.config.retries;
     loop {
         let started = Instant::now();
-        let reply = upstream.chat(slot, body.clone(), ctx.request.is_stream()).await;
+        let reply = match ctx.endpoint {
+            Endpoint::Chat => upstream.chat(slot, body.clone(), ctx.request.is_stream()).await,
+            Endpoint::Embeddings => upstream.embed(slot, body.clone()).await,
+        };
         upstream.record(&reply);
         ctx.warmth.record_attempt(&step.model, *warm, started.elapsed());
         let Err(err) = &reply else { return Called { started, reply } };

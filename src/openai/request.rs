@@ -125,6 +125,9 @@ impl<'de> Deserialize<'de> for Content {
 #[derive(Serialize)]
 struct Outgoing<'a> {
     model: &'a str,
+    /// Absent from an embeddings request (which is kept as a chat request without
+    /// messages: its fields are all in `rest`).
+    #[serde(skip_serializing_if = "<[Message]>::is_empty")]
     messages: &'a [Message],
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<bool>,

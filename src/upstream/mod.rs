@@ -61,6 +61,8 @@ pub struct Upstream {
     breaker: Mutex<Breaker>,
     /// `max_concurrent`, its queue, and the count of calls in flight.
     slots: Slots,
+    /// `{base_url}/embeddings` (with the query), for an OpenAI-compatible upstream.
+    embeddings: Option<reqwest::Url>,
     /// `tierwise eval`'s cache of answers; `None` when serving.
     replay: Option<Arc<Replay>>,
     /// It refused a request with `n` > 1: verifiers sample with one call per answer.
@@ -97,6 +99,21 @@ impl Upstreams {
     }
 }
 
+/// The part of an embeddings answer checked before it is passed on.
+#[derive(Deserialize)]
+struct EmbeddingsShape {
+    #[expect(dead_code, reason = "read only to check that it is there: an embeddings answer has data")]
+    data: Vec<IgnoredAny>,
+}
+
+/// Which OpenAI API a run calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Chat completions (responses are translated to them).
+    Chat,
+    Embeddings,
+}
+
 /// The part of a completion body checked before it is passed on.
 #[derive(Deserialize)]
 struct CompletionShape {
@@ -107,7 +124,11 @@ struct CompletionShape {
 impl Upstream {
     pub fn new(config: UpstreamConfig) -> Result<Self, BuildError> {
         install_crypto_provider();
-        let endpoint = endpoint(&config)?;
+        let embeddings = match config.kind {
+            UpstreamKind::OpenAi => Some(endpoint(&config, Some("embeddings"))?),
+            UpstreamKind::Anthropic => None,
+        };
+        let endpoint = endpoint(&config, None)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
             .timeout(config.timeout)
@@ -118,7 +139,17 @@ impl Upstream {
         let headers = headers(&config)?;
         let breaker = Mutex::new(Breaker::new(config.circuit_failures, config.circuit_cooldown));
         let slots = Slots::new(config.max_concurrent, config.queue_limit, config.queue_wait);
-        Ok(Upstream { config, endpoint, http, headers, breaker, slots, replay: None, refuses_n: Default::default() })
+        Ok(Upstream {
+            config,
+            endpoint,
+            embeddings,
+            http,
+            headers,
+            breaker,
+            slots,
+            replay: None,
+            refuses_n: Default::default(),
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -179,10 +210,6 @@ impl Upstream {
     /// next step.
     pub async fn chat(&self, slot: &Slot, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
         let replay = self.replay.as_ref().filter(|_| !stream);
-        if let Some((answer, took)) = replay.and_then(|r| r.get(self.name(), self.endpoint.as_str(), &body)) {
-            tokio::time::sleep(took).await;
-            return Ok(Reply::Json(answer));
-        }
         let started = tokio::time::Instant::now();
         let reply = match self.config.kind {
             UpstreamKind::OpenAi => self.chat_openai(body.clone(), stream).await,
@@ -195,6 +222,46 @@ impl Upstream {
             Reply::Stream { first, rest } => Reply::Stream { first, rest: rest.holding(slot.clone()) },
             json => json,
         })
+    }
+
+    /// `tierwise eval`'s cached answer to `body`, if it has one: given after as long as
+    /// the live call took, without a slot — only live calls queue for the upstream, so a
+    /// cached answer's time is the model's, whatever runs beside it. Always `None` when
+    /// serving.
+    pub async fn replayed(&self, endpoint: Endpoint, body: &[u8], stream: bool) -> Option<Reply> {
+        let replay = self.replay.as_ref().filter(|_| !stream)?;
+        let url = match endpoint {
+            Endpoint::Chat => &self.endpoint,
+            Endpoint::Embeddings => self.embeddings.as_ref()?,
+        };
+        let (answer, took) = replay.get(self.name(), url.as_str(), body)?;
+        tokio::time::sleep(took).await;
+        Some(Reply::Json(answer))
+    }
+
+    /// Sends one embeddings request in `slot`; the answer is passed on byte for byte
+    /// once it is known to hold `data`.
+    pub async fn embed(&self, _slot: &Slot, body: Bytes) -> Result<Reply, UpstreamError> {
+        let Some(url) = self.embeddings.clone() else {
+            return Err(self.fail(Failure::Unsupported("Anthropic's API has no embeddings".into())));
+        };
+        let replay = self.replay.as_ref();
+        let started = tokio::time::Instant::now();
+        let response = self.send_to(url.clone(), body.clone()).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let retry_after = error::retry_after_of(response.headers());
+            let body = self.read_body(response).await.unwrap_or_default();
+            return Err(self.fail(Failure::Status { status, body }).with_retry_after(retry_after));
+        }
+        let answer = self.read_body(response).await?;
+        if let Err(err) = serde_json::from_slice::<EmbeddingsShape>(&answer) {
+            return Err(self.fail(Failure::Protocol(format!("not an embeddings answer ({err})"))));
+        }
+        if let Some(replay) = replay {
+            replay.put(self.name(), url.as_str(), &body, &answer, started.elapsed());
+        }
+        Ok(Reply::Json(answer))
     }
 
     async fn chat_openai(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
@@ -217,8 +284,16 @@ impl Upstream {
 
     /// POSTs `body` to the endpoint; waits at most `first_byte_timeout` for the headers.
     async fn send(&self, body: impl Into<reqwest::Body>) -> Result<reqwest::Response, UpstreamError> {
+        self.send_to(self.endpoint.clone(), body).await
+    }
+
+    async fn send_to(
+        &self,
+        url: reqwest::Url,
+        body: impl Into<reqwest::Body>,
+    ) -> Result<reqwest::Response, UpstreamError> {
         let first_byte = self.config.first_byte_timeout;
-        let request = self.http.post(self.endpoint.clone()).headers(self.headers.clone()).body(body);
+        let request = self.http.post(url).headers(self.headers.clone()).body(body);
         tokio::time::timeout(first_byte, request.send())
             .await
             .map_err(|_| self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte }))?
@@ -293,10 +368,12 @@ pub fn install_crypto_provider() {
 }
 
 /// The URL every call goes to: the kind's path under `base_url`, then `query`.
-fn endpoint(config: &UpstreamConfig) -> Result<reqwest::Url, BuildError> {
-    let path = match config.kind {
-        UpstreamKind::OpenAi => "chat/completions",
-        UpstreamKind::Anthropic => "messages",
+/// Where calls go: the kind's chat endpoint, or `path` under the base URL.
+fn endpoint(config: &UpstreamConfig, path: Option<&str>) -> Result<reqwest::Url, BuildError> {
+    let path = match (path, config.kind) {
+        (Some(path), _) => path,
+        (None, UpstreamKind::OpenAi) => "chat/completions",
+        (None, UpstreamKind::Anthropic) => "messages",
     };
     let mut url = join_url(&config.base_url, path)
         .ok_or_else(|| BuildError::BaseUrl { upstream: config.name.clone(), url: config.base_url.to_string() })?;
@@ -369,7 +446,7 @@ mod tests {
             kind = "anthropic"
         "#;
         let config = crate::config::load_from_str(toml, &|_| None).unwrap();
-        let url = |name: &str| endpoint(&config.upstreams[name]).unwrap().to_string();
+        let url = |name: &str| endpoint(&config.upstreams[name], None).unwrap().to_string();
         assert_eq!(
             url("azure"),
             "https://r.openai.azure.com/openai/deployments/d/chat/completions?x=1&a+b=c%26d&api-version=2024-10-21"

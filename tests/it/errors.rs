@@ -106,11 +106,11 @@ async fn a_body_over_the_limit_is_a_413_in_the_envelope() {
 #[tokio::test]
 async fn unknown_paths_and_methods_answer_in_the_envelope() {
     let (app, _up) = app_with_limit("1048576").await;
-    let response = client().post(app.url("/v1/embeddings")).json(&json!({})).send().await.unwrap();
+    let response = client().post(app.url("/v1/images/generations")).json(&json!({})).send().await.unwrap();
     assert_eq!(response.status(), 404);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "unknown_url");
-    assert_eq!(body["error"]["message"], "Unknown request URL: POST /v1/embeddings.");
+    assert_eq!(body["error"]["message"], "Unknown request URL: POST /v1/images/generations.");
 
     let response = client().get(app.url("/v1/chat/completions")).send().await.unwrap();
     assert_eq!(response.status(), 405);

@@ -16,6 +16,7 @@ mod dashboard;
 mod detector;
 mod docs;
 mod edge;
+mod embeddings;
 mod errors;
 mod eval;
 mod faults;

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use crate::config::Sampling;
 use crate::upstream::usage::{self, Usage};
-use crate::upstream::{Failure, Reply, Upstream};
+use crate::upstream::{Endpoint, Failure, Reply, Upstream};
 
 /// One call made for samples.
 #[derive(Debug, Clone)]
@@ -128,11 +128,19 @@ pub(super) struct CallError {
 
 pub(super) async fn call(upstream: &Upstream, body: Value) -> Result<(Vec<Value>, Call), CallError> {
     let fail = |message: String, call: Option<Call>, refused: bool| CallError { message, call, refused };
-    let slot = upstream.reserve(None).await.map_err(|busy| fail(format!("the upstream is {busy}"), None, false))?;
+    let body = Bytes::from(body.to_string());
     let started = Instant::now();
-    let reply = upstream.chat(&slot, Bytes::from(body.to_string()), false).await;
-    upstream.record(&reply);
-    let duration = started.elapsed();
+    let (reply, duration) = match upstream.replayed(Endpoint::Chat, &body, false).await {
+        Some(reply) => (Ok(reply), started.elapsed()),
+        None => {
+            let slot =
+                upstream.reserve(None).await.map_err(|busy| fail(format!("the upstream is {busy}"), None, false))?;
+            let started = Instant::now();
+            let reply = upstream.chat(&slot, body, false).await;
+            upstream.record(&reply);
+            (reply, started.elapsed())
+        }
+    };
     let bytes = match reply {
         Ok(Reply::Json(bytes)) => bytes,
         Ok(Reply::Stream { .. }) => return Err(fail("the upstream streamed".into(), None, false)),
