@@ -13,40 +13,47 @@
 # bench/eval/results/SUMMARY.md. Every process it started is stopped on exit, Ctrl-C
 # included. llama-server logs: bench/eval/.cache/logs/.
 #
-# Tasks (TASKS, space-separated; default all), each chain weak → strong unless named:
-#   D-checks        non_empty + finish_stop + no_refusal (today's checks)
-#   D-feedback      the checks, with the rejection's feedback appended for the strong model
-#   D-judge         the checks, then weak judges the answer (JSON verdict; today's judge)
-#   D-judge-yn      the checks, then weak judges Yes/No with a threshold (judge_score)
-#   D-confidence    the checks, then confidence (mean token probability)
-#   D-selfcheck     the checks, then self_check (weak's P(Yes) on its own answer)
-#   gsm-consistency the checks, then consistency (5 samples, final numbers)
-#   gsm-3           weak → mid → strong, the checks
+# Tasks (TASKS, space-separated; default all but the feedback tasks), each chain weak →
+# strong unless named:
+#   D-checks         non_empty + finish_stop + no_refusal (today's checks)
+#   D-feedback       the checks, with the rejection's feedback appended for the strong model
+#   D-judge          the checks, then weak judges the answer (JSON verdict; today's judge)
+#   D-judge-yn       the checks, then weak judges Yes/No with a threshold (judge_score)
+#   D-confidence     the checks, then confidence (mean token probability)
+#   D-selfcheck      the checks, then self_check (weak's P(Yes) on its own answer)
+#   D-mid-confidence mid → strong: the checks, then confidence on mid's answer
+#   gsm-consistency  the checks, then consistency (5 samples, final numbers)
+#   gsm-3            weak → mid → strong, the checks
 # for D in gsm (data/gsm.jsonl) and code (data/humaneval.jsonl). Every task but
 # D-feedback turns feedback off, so an escalated request is the strong model's request
-# alone — answered from the cache: the benchmark measures routing, and pays the strong
-# model once per item. D-feedback measures what the feedback adds.
+# alone — answered from the cache: the benchmark measures routing, and pays each model
+# once per item. D-feedback measures what the feedback adds (not in the default set: it
+# pays the strong model a second time for most items).
 #
-# Two phases: every task once at CONCURRENCY (1: latencies as one client sees them), then
-# the scored tasks again with a --sweep of their threshold at SWEEP_CONCURRENCY (8): their
-# answers all come from the cache, which replays each call's recorded duration, so running
-# them side by side changes no latency. The phase-2 report replaces the phase-1 one.
+# Two phases. Phase 1 (warm) runs every task once, one request at a time, with
+# --no-replay-delay: each model is asked once per item, alone on the cores, so the time
+# each live call took is the model's own; answers already cached come back at once, so
+# its reports' latencies mean nothing and they go to RESULTS/warm/. Phase 2 (report) runs
+# every task again at REPORT_CONCURRENCY, each with the --sweep of its threshold where it
+# has one: every answer comes from the cache after the live call's recorded time (no
+# model runs, so running many side by side changes no latency), and its reports are the
+# results.
 #
-# Env: LIMIT (100), TASKS, SEED (7), CONCURRENCY (1, eval's --concurrency), SWEEP_CONCURRENCY
-# (8), NO_SWEEPS (set: phase 1 only), PARALLEL (1,
-# llama-server --parallel and the upstreams' max_concurrent), THREADS (2), CTX_PER_SLOT
-# (4096), RESULTS (bench/eval/results), TIERWISE_BIN (skip the build), EVAL_ARGS (extra
-# arguments for every `tierwise eval`, e.g. "--sweep ..."), EVAL_CACHE.
+# Env: LIMIT (100), TASKS, PHASES ("warm report"), SEED (7), REPORT_CONCURRENCY (32),
+# PARALLEL (1, llama-server --parallel and the upstreams' max_concurrent), THREADS (2),
+# CTX_PER_SLOT (4096), RESULTS (bench/eval/results), TIERWISE_BIN (skip the build),
+# EVAL_ARGS (extra arguments for every `tierwise eval`), EVAL_CACHE.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 LIMIT=${LIMIT:-100}
-ALL_TASKS="gsm-checks gsm-feedback gsm-judge gsm-judge-yn gsm-confidence gsm-selfcheck gsm-consistency gsm-3 code-checks code-feedback code-judge code-judge-yn code-confidence code-selfcheck"
-TASKS=${TASKS:-$ALL_TASKS}
-SWEEP_CONCURRENCY=${SWEEP_CONCURRENCY:-8}
+DEFAULT_TASKS="gsm-checks gsm-judge gsm-judge-yn gsm-confidence gsm-selfcheck code-checks code-judge code-judge-yn code-confidence code-selfcheck gsm-mid-confidence code-mid-confidence gsm-3 gsm-consistency"
+ALL_TASKS="$DEFAULT_TASKS gsm-feedback code-feedback"
+TASKS=${TASKS:-$DEFAULT_TASKS}
+PHASES=${PHASES:-warm report}
+REPORT_CONCURRENCY=${REPORT_CONCURRENCY:-32}
 SEED=${SEED:-7}
-CONCURRENCY=${CONCURRENCY:-1}
 PARALLEL=${PARALLEL:-1}
 THREADS=${THREADS:-2}
 CTX_PER_SLOT=${CTX_PER_SLOT:-4096}
@@ -66,9 +73,12 @@ for task in $TASKS; do
 done
 
 # The threshold each scored task sweeps in phase 2.
+confidence_sweep="verify.confidence.threshold=0.3,0.4,0.5,0.6,0.7,0.8,0.85,0.9,0.95"
 declare -A SWEEP=(
-  [gsm-confidence]="verify.confidence.threshold=0.3,0.4,0.5,0.6,0.7,0.8,0.9"
-  [code-confidence]="verify.confidence.threshold=0.3,0.4,0.5,0.6,0.7,0.8,0.9"
+  [gsm-confidence]=$confidence_sweep
+  [code-confidence]=$confidence_sweep
+  [gsm-mid-confidence]=$confidence_sweep
+  [code-mid-confidence]=$confidence_sweep
   [gsm-selfcheck]="verify.self_check.threshold=0.05,0.1,0.2,0.3,0.4,0.5,0.7"
   [code-selfcheck]="verify.self_check.threshold=0.05,0.1,0.2,0.3,0.4,0.5,0.7"
   [gsm-judge-yn]="verify.judge_threshold=0.1,0.2,0.3,0.5,0.7,0.9"
@@ -213,6 +223,10 @@ verify = { checks = $checks, feedback = "off", confidence = { threshold = 0.5 } 
 chain = ["weak", "strong"]
 verify = { checks = $checks, feedback = "off", self_check = { threshold = 0.5, timeout_ms = 120000 } }
 
+[tasks.$set-mid-confidence]
+chain = ["mid", "strong"]
+verify = { checks = $checks, feedback = "off", confidence = { threshold = 0.5 } }
+
 EOF
   done
   cat <<EOF
@@ -232,31 +246,41 @@ mkdir -p "$RESULTS"
 ANSWERS=$EVAL_CACHE/answers
 failed=()
 done_tasks=()
-run_eval() { # task concurrency [sweep]
-  local task=$1 concurrency=$2 sweep=${3:-} dataset
+run_eval() { # out task concurrency [extra arguments]
+  local out=$1 task=$2 concurrency=$3 dataset
+  shift 3
   case $task in
     gsm-*) dataset=bench/eval/data/gsm.jsonl ;;
     code-*) dataset=bench/eval/data/humaneval.jsonl ;;
   esac
-  local args=(--dataset "$dataset" --task "$task" --limit "$LIMIT" --seed "$SEED" --concurrency "$concurrency"
-    --cache "$ANSWERS" --out "$RESULTS/$task")
-  [ -z "$sweep" ] || args+=(--sweep "$sweep")
-  log "eval $task${sweep:+ --sweep $sweep}: $dataset, --limit $LIMIT, --concurrency $concurrency"
+  log "eval $task $*: $dataset, --limit $LIMIT, --concurrency $concurrency"
   # shellcheck disable=SC2086  # EVAL_ARGS is a list of words
-  "$TIERWISE_BIN" --config "$CONFIG" eval "${args[@]}" $EVAL_ARGS
+  "$TIERWISE_BIN" --config "$CONFIG" eval --dataset "$dataset" --task "$task" --limit "$LIMIT" --seed "$SEED" \
+    --concurrency "$concurrency" --cache "$ANSWERS" --out "$out" "$@" $EVAL_ARGS
 }
-for task in $TASKS; do
-  if run_eval "$task" "$CONCURRENCY"; then
-    done_tasks+=("$task")
-  else
-    log "eval $task failed (exit $?)"
-    failed+=("$task")
-  fi
-done
-if [ -z "${NO_SWEEPS:-}" ]; then
-  for task in "${done_tasks[@]}"; do
-    [ -n "${SWEEP[$task]:-}" ] || continue
-    run_eval "$task" "$SWEEP_CONCURRENCY" "${SWEEP[$task]}" || { log "sweep of $task failed"; failed+=("$task (sweep)"); }
+ready=()
+if [[ " $PHASES " == *" warm "* ]]; then
+  for task in $TASKS; do
+    if run_eval "$RESULTS/warm/$task" "$task" 1 --no-replay-delay; then
+      ready+=("$task")
+    else
+      log "eval $task failed (exit $?)"
+      failed+=("$task")
+    fi
+  done
+else
+  read -r -a ready <<<"$TASKS"
+fi
+if [[ " $PHASES " == *" report "* ]]; then
+  for task in "${ready[@]}"; do
+    sweep=()
+    [ -z "${SWEEP[$task]:-}" ] || sweep=(--sweep "${SWEEP[$task]}")
+    if run_eval "$RESULTS/$task" "$task" "$REPORT_CONCURRENCY" "${sweep[@]}"; then
+      done_tasks+=("$task")
+    else
+      log "eval $task (report) failed (exit $?)"
+      failed+=("$task (report)")
+    fi
   done
 fi
 
@@ -278,7 +302,7 @@ summary=$RESULTS/SUMMARY.md
   echo "Made by \`bench/eval/run.sh\` on $(date -u +%Y-%m-%dT%H:%MZ) at commit" \
     "\`$(git rev-parse --short HEAD 2>/dev/null || echo unknown)\`, on $(nproc) cores."
   echo
-  echo "\`LIMIT=$LIMIT TASKS=\"$TASKS\" SEED=$SEED CONCURRENCY=$CONCURRENCY SWEEP_CONCURRENCY=$SWEEP_CONCURRENCY PARALLEL=$PARALLEL THREADS=$THREADS bench/eval/run.sh\`"
+  echo "\`LIMIT=$LIMIT TASKS=\"$TASKS\" PHASES=\"$PHASES\" SEED=$SEED REPORT_CONCURRENCY=$REPORT_CONCURRENCY PARALLEL=$PARALLEL THREADS=$THREADS bench/eval/run.sh\`"
   echo
   echo "llama-server: \`$("$EVAL_LLAMA_SERVER" --version 2>&1 | grep -m1 -i version || echo unknown)\`"
   echo

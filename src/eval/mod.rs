@@ -66,6 +66,10 @@ pub struct Options {
     /// ~/.cache/tierwise/eval).
     #[arg(long)]
     pub cache: Option<PathBuf>,
+    /// Give cached answers at once, not after the live call's recorded time: fills the
+    /// cache as fast as the models answer; the report's latencies then mean nothing.
+    #[arg(long)]
+    pub no_replay_delay: bool,
     /// A running tierwise to ask instead of one in this process (with the same config,
     /// and trail.in_body on; no cache, no --sweep).
     #[arg(long)]
@@ -115,8 +119,8 @@ pub async fn run(
         command::sandbox_available().await.map_err(|e| format!("a command grader needs its sandbox: {e}"))?;
     }
     let cache = options.cache.clone().unwrap_or_else(|| default_cache(env));
-    let replay =
-        Arc::new(Replay::new(cache.clone()).map_err(|e| format!("cannot use the cache {}: {e}", cache.display()))?);
+    let replay = Replay::new(cache.clone()).map_err(|e| format!("cannot use the cache {}: {e}", cache.display()))?;
+    let replay = Arc::new(replay.instant(options.no_replay_delay));
 
     let asker = Asker { items: &items, dataset_dir: &dataset.dir, concurrency: usize::from(options.concurrency) };
     let mut runs = Vec::new();

@@ -26,6 +26,8 @@ pub struct Replay {
     hits: AtomicU64,
     /// Answers kept from live calls.
     kept: AtomicU64,
+    /// Give cached answers at once instead of after the live call's recorded time.
+    instant: bool,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -42,7 +44,13 @@ struct Entry {
 impl Replay {
     pub fn new(dir: PathBuf) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
-        Ok(Replay { dir, hits: AtomicU64::new(0), kept: AtomicU64::new(0) })
+        Ok(Replay { dir, hits: AtomicU64::new(0), kept: AtomicU64::new(0), instant: false })
+    }
+
+    /// Cached answers come back at once: the cache fills as fast as the models answer,
+    /// and latencies measured meanwhile mean nothing.
+    pub fn instant(self, instant: bool) -> Self {
+        Replay { instant, ..self }
     }
 
     fn path(&self, upstream: &str, endpoint: &str, body: &[u8]) -> PathBuf {
@@ -72,7 +80,8 @@ impl Replay {
             answer = Bytes::from(completion.to_string());
         }
         self.hits.fetch_add(1, Ordering::Relaxed);
-        Some((answer, Duration::from_micros(entry.took_us)))
+        let took = if self.instant { Duration::ZERO } else { Duration::from_micros(entry.took_us) };
+        Some((answer, took))
     }
 
     /// (answers from the cache, live answers kept) so far.
@@ -129,6 +138,8 @@ mod tests {
         assert_eq!((&answer[..], took), (&b"{\"id\":1}"[..], Duration::from_millis(812)));
         assert_eq!(replay.get("strong", "/v1/chat/completions", b"{}"), None, "another upstream");
         assert_eq!(replay.get("weak", "/v1/chat/completions", b"{\"n\":2}"), None, "another body");
+        let instant = Replay::new(dir.clone()).unwrap().instant(true);
+        assert_eq!(instant.get("weak", "/v1/chat/completions", b"{}").map(|(_, took)| took), Some(Duration::ZERO));
         let _ = std::fs::remove_dir_all(dir);
     }
 
