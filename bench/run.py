@@ -13,6 +13,8 @@ Environment (all optional):
   MAX_OTHER_LOAD=0.25       cores of other work (not oha, the double, tierwise) a cell may see
   CELL_RETRIES=3            times a cell over MAX_OTHER_LOAD is measured again (0: never)
   QUIET_WAIT_S=120          longest wait for the machine to calm down before a run or a retry
+  TIERWISE_BIN              the tierwise binary to measure (default target/release/tierwise):
+                            e.g. an older commit's build, to compare two versions
 
 Python 3.11 standard library only. Every process it starts is stopped in a finally block;
 everything listens and connects on 127.0.0.1 only; every loop is bounded.
@@ -40,7 +42,7 @@ from procs import HOST, Procs, free_port
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-TIERWISE = ROOT / "target" / "release" / "tierwise"
+TIERWISE = pathlib.Path(os.environ.get("TIERWISE_BIN") or ROOT / "target" / "release" / "tierwise")
 UPSTREAM = ROOT / "target" / "release" / "examples" / "bench_upstream"
 PATH = "/v1/chat/completions"
 BODIES = {

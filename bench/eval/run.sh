@@ -42,13 +42,15 @@
 # Env: LIMIT (100), TASKS, PHASES ("warm report"), SEED (7), REPORT_CONCURRENCY (32),
 # PARALLEL (1, llama-server --parallel and the upstreams' max_concurrent), THREADS (2),
 # CTX_PER_SLOT (4096), RESULTS (bench/eval/results), TIERWISE_BIN (skip the build),
-# EVAL_ARGS (extra arguments for every `tierwise eval`), EVAL_CACHE.
+# EVAL_ARGS (extra arguments for every `tierwise eval`), EVAL_CACHE, EVAL_PORTS ("W M S":
+# the three llama-servers' ports; the cache keys answers by URL, so a rerun reuses them
+# only on the same ports).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 
 LIMIT=${LIMIT:-100}
-DEFAULT_TASKS="gsm-checks gsm-judge gsm-judge-yn gsm-confidence gsm-selfcheck code-checks code-judge code-judge-yn code-confidence code-selfcheck gsm-mid-confidence code-mid-confidence gsm-3 gsm-consistency"
+DEFAULT_TASKS="gsm-checks gsm-judge gsm-judge-yn gsm-confidence gsm-selfcheck code-checks code-judge code-judge-yn code-confidence code-selfcheck gsm-consistency gsm-mid-confidence code-mid-confidence gsm-3"
 ALL_TASKS="$DEFAULT_TASKS gsm-feedback code-feedback"
 TASKS=${TASKS:-$DEFAULT_TASKS}
 PHASES=${PHASES:-warm report}
@@ -128,8 +130,12 @@ free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1
 mkdir -p "$LOGS"
 TIERS=(weak mid strong)
 declare -A PORT
-for tier in "${TIERS[@]}"; do
-  PORT[$tier]=$(free_port)
+# The cache keys answers by upstream URL, port included: a rerun on the same EVAL_PORTS
+# reuses every answer; on fresh ports it asks every model again.
+read -r -a fixed_ports <<<"${EVAL_PORTS:-}"
+for i in "${!TIERS[@]}"; do
+  tier=${TIERS[$i]}
+  PORT[$tier]=${fixed_ports[$i]:-$(free_port)}
   log "starting llama-server '$tier' ($(basename "${GGUF[$tier]}")) on 127.0.0.1:${PORT[$tier]}"
   "$EVAL_LLAMA_SERVER" -m "${GGUF[$tier]}" --alias "$tier" --host 127.0.0.1 --port "${PORT[$tier]}" \
     --threads "$THREADS" --threads-batch "$THREADS" --parallel "$PARALLEL" \

@@ -66,6 +66,10 @@ impl Job {
     pub fn run(&self) -> impl std::future::Future<Output = escalate::Outcome> + Send + 'static {
         let (generation, request, plan) = (self.caller.generation.clone(), self.request.clone(), self.plan.clone());
         let (profile, deadline, progress) = (self.caller.profile.clone(), self.deadline, self.progress.clone());
+        let responses = match &self.wire {
+            Wire::Responses { body, .. } => Some(body.clone()),
+            Wire::Chat | Wire::Embeddings => None,
+        };
         let endpoint = match self.wire {
             Wire::Embeddings => crate::upstream::Endpoint::Embeddings,
             Wire::Chat | Wire::Responses { .. } => crate::upstream::Endpoint::Chat,
@@ -80,6 +84,7 @@ impl Job {
                 deadline,
                 progress: progress.as_ref(),
                 endpoint,
+                responses: responses.as_deref(),
             };
             escalate::run(&ctx, &plan).await
         }
@@ -152,7 +157,10 @@ fn answer_text(answer: Option<&Answer>) -> Option<String> {
         Produced::Upstream(Reply::Json(bytes)) => serde_json::from_slice(bytes).ok()?,
         Produced::Completion(completion) => completion.clone(),
         Produced::Rules(reply) => return Some(reply.clone()),
-        Produced::Upstream(Reply::Stream { .. }) => return None,
+        Produced::Upstream(Reply::Response(bytes)) => {
+            crate::openai::responses::native::to_completion(&serde_json::from_slice(bytes).ok()?)
+        }
+        Produced::Upstream(Reply::Stream { .. } | Reply::ResponseStream { .. }) => return None,
     };
     Some(crate::escalate::Candidate::from_completion(&completion).text)
 }

@@ -36,8 +36,12 @@ type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;
 pub fn finish(mut job: Job, outcome: Outcome) -> Response {
     let guards = job.guards.take();
     let Outcome { mut trail, result } = outcome;
-    if let Ok(Answer { produced: Produced::Upstream(Reply::Json(body)), .. }) = &result {
-        trail.fill_tokens(usage::of_body(body));
+    match &result {
+        Ok(Answer { produced: Produced::Upstream(Reply::Json(body)), .. }) => trail.fill_tokens(usage::of_body(body)),
+        Ok(Answer { produced: Produced::Upstream(Reply::Response(body)), .. }) => {
+            trail.fill_tokens(usage::of_response(body))
+        }
+        _ => {}
     }
     let answered = result.as_ref().ok().map(|a| (a.step.tier, a.step.model.clone()));
     let applied = job.applied_class(&trail);
@@ -74,7 +78,7 @@ fn responded(status: StatusCode, error: Option<String>) -> Ending {
 /// a comment with the trail. Dropping the body drops the run, cancelling its calls.
 pub fn delayed(job: Job, running: Running) -> Response {
     let interval = job.caller.generation.config.server.sse_keepalive;
-    let (task, class, wire) = (job.plan.task.clone(), job.classification.class, job.wire.clone());
+    let (task, class) = (job.plan.task.clone(), job.classification.class);
     let body = stream::unfold(Phase::Waiting(running, Box::new(job)), move |phase| async move {
         match phase {
             Phase::Waiting(mut running, job) => {
@@ -93,7 +97,7 @@ pub fn delayed(job: Job, running: Running) -> Response {
         }
     })
     .boxed();
-    let mut response = sse_response(&wire, body);
+    let mut response = sse_response(body);
     // Only what is known before the first byte; the rest is in the trailing comment.
     headers::try_set(response.headers_mut(), headers::TASK, &task);
     headers::try_set(response.headers_mut(), headers::CONTENT_CLASS, class.as_str());
@@ -118,20 +122,27 @@ fn deliver(mut job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
             job.record(&trail, Some(&answer), responded(StatusCode::OK, None));
             match answer.produced {
                 Produced::Upstream(Reply::Stream { first, rest }) => {
-                    passthrough(&job, (answer.step.tier, &answer.step.model), first, rest)
-                        .chain(stream::once(async move { trailer }))
-                        .boxed()
+                    let events =
+                        passthrough(&job, (answer.step.tier, &answer.step.model), first, rest, usage::in_events);
+                    in_wire_shape(&job.wire, events.chain(stream::once(async move { trailer })).boxed())
+                }
+                // Already in the client's shape: the upstream's own Responses events.
+                Produced::Upstream(Reply::ResponseStream { first, rest }) => {
+                    let answered = (answer.step.tier, answer.step.model.as_str());
+                    let events = passthrough(&job, answered, first, rest, usage::in_response_events);
+                    events.chain(stream::once(async move { trailer })).boxed()
                 }
                 produced => {
                     let completion = completion_of(produced);
-                    stream::once(async move { replay::to_sse_with(&completion, include_usage, Some(&trailer)) }).boxed()
+                    let replayed = replay::to_sse_with(&completion, include_usage, Some(&trailer));
+                    in_wire_shape(&job.wire, once(replayed))
                 }
             }
         }
         Err(err) => {
             let error = failure::of_run(&job.caller.generation, &job.plan.task, &trail, err, job.caller.locale);
             job.record(&trail, None, responded(StatusCode::OK, error.code_str()));
-            stream::iter([failure::event(&error), trailer]).boxed()
+            in_wire_shape(&job.wire, stream::iter([failure::event(&error), trailer]).boxed())
         }
     };
     holding(events, guards).boxed()
@@ -143,7 +154,10 @@ fn completion_of(produced: Produced) -> Value {
         Produced::Completion(completion) => completion,
         Produced::Rules(reply) => replay::rules_completion(&reply),
         Produced::Upstream(Reply::Json(bytes)) => serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        Produced::Upstream(Reply::Stream { .. }) => Value::Null,
+        Produced::Upstream(Reply::Response(bytes)) => {
+            serde_json::from_slice(&bytes).map(|r| responses::native::to_completion(&r)).unwrap_or(Value::Null)
+        }
+        Produced::Upstream(Reply::Stream { .. } | Reply::ResponseStream { .. }) => Value::Null,
     }
 }
 
@@ -175,38 +189,50 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guar
     match answer.produced {
         Produced::Upstream(Reply::Json(body)) => {
             let body = if trail_in_body { splice_trail(body, &trail_object(job, trail, tier, &model)) } else { body };
-            json_response(&job.wire, body)
+            json_response(in_wire_json(&job.wire, body))
         }
         Produced::Upstream(Reply::Stream { first, rest }) => {
-            let events = passthrough(job, (tier, &model), first, rest);
-            sse_response(&job.wire, holding(events, guards).boxed())
+            let events = passthrough(job, (tier, &model), first, rest, usage::in_events);
+            sse_response(in_wire_shape(&job.wire, holding(events, guards).boxed()))
+        }
+        // The upstream's own Responses answer: already in the client's shape.
+        Produced::Upstream(Reply::Response(body)) => {
+            let body = if trail_in_body { splice_trail(body, &trail_object(job, trail, tier, &model)) } else { body };
+            json_response(body)
+        }
+        Produced::Upstream(Reply::ResponseStream { first, rest }) => {
+            let events = passthrough(job, (tier, &model), first, rest, usage::in_response_events);
+            sse_response(holding(events, guards).boxed())
         }
         Produced::Completion(completion) => {
             job.state.metrics.first_token(tier, &model, job.started.elapsed());
-            sse_response(&job.wire, once(replay::to_sse(&completion, job.request.include_usage())))
+            let replayed = replay::to_sse(&completion, job.request.include_usage());
+            sse_response(in_wire_shape(&job.wire, once(replayed)))
         }
         Produced::Rules(reply) => {
             let mut completion = replay::rules_completion(&reply);
             if job.request.is_stream() {
-                sse_response(&job.wire, once(replay::to_sse(&completion, job.request.include_usage())))
+                let replayed = replay::to_sse(&completion, job.request.include_usage());
+                sse_response(in_wire_shape(&job.wire, once(replayed)))
             } else {
                 if trail_in_body {
                     completion["tierwise"] = trail_object(job, trail, tier, &model);
                 }
-                json_response(&job.wire, Bytes::from(completion.to_string()))
+                json_response(in_wire_json(&job.wire, Bytes::from(completion.to_string())))
             }
         }
     }
 }
 
 /// The upstream's events as they come; a break after the first ends the stream with an
-/// OpenAI error event. Usage is read on the way, for the token and cost metrics and the
-/// key's token limit.
+/// OpenAI error event. Usage is read on the way (`read_usage`: chat's or the Responses
+/// API's), for the token and cost metrics and the key's token limit.
 fn passthrough(
     job: &Job,
     answered: (Tier, &str),
     first: Bytes,
     rest: impl futures_util::Stream<Item = Result<Bytes, UpstreamError>> + Send + 'static,
+    read_usage: fn(&[u8]) -> Option<usage::Usage>,
 ) -> BoxStream<'static, Bytes> {
     let (tier, model) = (answered.0, answered.1.to_string());
     job.state.metrics.first_token(tier, &model, job.started.elapsed());
@@ -217,7 +243,7 @@ fn passthrough(
         StreamCharge::new(job.state.rate_limits.clone(), key, prompt_bytes)
     });
     let mut count_usage = move |events: &Bytes| {
-        let usage = usage::in_events(events);
+        let usage = read_usage(events);
         if let Some(usage) = usage {
             metrics.tokens_used(&config, tier, &model, usage.prompt, usage.completion);
             if tier < Tier::Cloud {
@@ -272,29 +298,35 @@ fn once(bytes: Bytes) -> BoxStream<'static, Bytes> {
     stream::once(async move { bytes }).boxed()
 }
 
-/// A JSON answer: the chat completion as it came, or as a `response` object.
-fn json_response(wire: &Wire, body: Bytes) -> Response {
-    let body = match wire {
+/// A chat completion in the client's shape: as it came, or as a `response` object.
+fn in_wire_json(wire: &Wire, body: Bytes) -> Bytes {
+    match wire {
         Wire::Chat | Wire::Embeddings => body,
         Wire::Responses { echo, .. } => match serde_json::from_slice::<Value>(&body) {
             Ok(completion) => Bytes::from(responses::response::from_chat(&completion, echo).to_string()),
             Err(_) => body,
         },
-    };
-    let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    response
+    }
 }
 
-/// An SSE answer: the chat events as they come, or as the Responses events.
-fn sse_response(wire: &Wire, events: BoxStream<'static, Bytes>) -> Response {
-    let events = match wire {
+/// Chat completion events in the client's shape: as they come, or as Responses events.
+fn in_wire_shape(wire: &Wire, events: BoxStream<'static, Bytes>) -> BoxStream<'static, Bytes> {
+    match wire {
         Wire::Chat | Wire::Embeddings => events,
         Wire::Responses { echo, .. } => {
             let mut translator = responses::stream::Translator::new(echo.clone());
             events.map(move |chat| translator.feed(&chat)).boxed()
         }
-    };
+    }
+}
+
+fn json_response(body: Bytes) -> Response {
+    let mut response = Response::new(Body::from(body));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+fn sse_response(events: BoxStream<'static, Bytes>) -> Response {
     let mut response = Response::new(Body::from_stream(events.map(Ok::<Bytes, Infallible>)));
     let headers = response.headers_mut();
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));

@@ -96,6 +96,16 @@ impl UpstreamKind {
     }
 }
 
+/// How an upstream gets a Responses API request (`responses`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ResponsesApi {
+    /// Translated to the chat completion it amounts to.
+    #[default]
+    Translate,
+    /// Passed through to `{base_url}/responses` when the step's answer is not verified.
+    Native,
+}
+
 /// How an upstream's API key travels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyHeader {
@@ -176,6 +186,7 @@ pub struct UpstreamConfig {
     pub name: String,
     pub tier: Tier,
     pub kind: UpstreamKind,
+    pub responses: ResponsesApi,
     pub base_url: Url,
     /// The env var the key is read from; named in messages, never the key itself.
     pub api_key_env: Option<String>,

@@ -106,6 +106,10 @@ pub struct RawUpstream {
     /// Wire protocol: `openai` (default; `POST {base_url}/chat/completions`) or
     /// `anthropic` (Anthropic's Messages API, `POST {base_url}/messages`).
     pub kind: Option<String>,
+    /// How a `POST /v1/responses` request reaches this upstream: `translate` (default: as
+    /// the chat completion it amounts to) or `native` (`POST {base_url}/responses`, the
+    /// client's Responses body passed through, when the step's answer is not verified).
+    pub responses: Option<String>,
     /// Base URL including the version path, e.g. `http://127.0.0.1:8080/v1`. Required,
     /// except for `kind = "anthropic"`, where it defaults to `https://api.anthropic.com/v1`.
     pub base_url: Option<String>,

@@ -251,3 +251,14 @@ fn client_keys_are_kept_as_digests_only() {
     assert!(config.auth.keys[0].admin);
     assert!(!format!("{config:?}").contains("tw-team-secret"));
 }
+
+#[test]
+fn a_native_responses_upstream_must_be_able_to_serve_it() {
+    let problems = problems_of(
+        "[upstreams.a]\ntier = \"cloud\"\nkind = \"anthropic\"\nresponses = \"native\"\n\
+         [upstreams.b]\ntier = \"cloud\"\nbase_url = \"https://x/v1\"\nresponses = \"yes\"\n\
+         [models.m]\nupstream = \"a\"\n[models.n]\nupstream = \"b\"\n",
+    );
+    assert_eq!(paths(&problems), ["upstreams.a.responses", "upstreams.b.responses"]);
+    assert!(problems[1].to_string().contains("translate (the default), native"), "{}", problems[1]);
+}

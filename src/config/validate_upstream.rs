@@ -8,7 +8,7 @@ use reqwest::Url;
 
 use super::raw::RawUpstream;
 use super::validate::{positive_ms, Problems};
-use super::{KeyHeader, Secret, UpstreamConfig, UpstreamKind, WarmthSource};
+use super::{KeyHeader, ResponsesApi, Secret, UpstreamConfig, UpstreamKind, WarmthSource};
 use crate::policy::Tier;
 
 const DEFAULT_UPSTREAM_TIMEOUT_MS: u64 = 600_000;
@@ -54,6 +54,26 @@ pub(super) fn upstream(
         "anthropic" => Some(UpstreamKind::Anthropic),
         other => {
             problems.hint(format!("{path}.kind"), format!("unknown kind \"{other}\""), "supported: openai, anthropic");
+            None
+        }
+    };
+    let responses = match (raw.responses.as_deref(), kind) {
+        (None | Some("translate"), _) => Some(ResponsesApi::Translate),
+        (Some("native"), Some(UpstreamKind::Anthropic)) => {
+            problems.hint(
+                format!("{path}.responses"),
+                "Anthropic's API has no Responses endpoint",
+                "remove it: Responses requests are translated for this upstream",
+            );
+            None
+        }
+        (Some("native"), _) => Some(ResponsesApi::Native),
+        (Some(other), _) => {
+            problems.hint(
+                format!("{path}.responses"),
+                format!("unknown value \"{other}\""),
+                "one of: translate (the default), native (the upstream serves POST /responses)",
+            );
             None
         }
     };
@@ -144,6 +164,7 @@ pub(super) fn upstream(
         name: name.to_string(),
         tier: tier?,
         kind: kind?,
+        responses: responses?,
         base_url: base_url?,
         api_key_env,
         api_key,

@@ -78,6 +78,9 @@ pub struct RunContext<'a> {
     /// Which API the steps call: chat completions (verified as the task says) or
     /// embeddings (never verified: a failure is what moves the run on).
     pub endpoint: Endpoint,
+    /// A Responses request as the client sent it: a step on an upstream with
+    /// `responses = "native"` whose answer is not verified gets it as it is.
+    pub responses: Option<&'a serde_json::Map<String, serde_json::Value>>,
 }
 
 impl RunContext<'_> {

@@ -78,6 +78,10 @@ pub async fn review(
             Err(assemble::AssembleError::Upstream(err)) => return Judged::Broken(err),
             Err(assemble::AssembleError::Bad(msg)) => return Judged::Broken(protocol("?", msg)),
         },
+        // `step::ready` never sends a verified step to an upstream's own Responses endpoint.
+        Reply::Response(_) | Reply::ResponseStream { .. } => {
+            return Judged::Broken(protocol("?", "a Responses API answer cannot be verified".into()))
+        }
     };
     let started = Instant::now();
     let mut notes = Notes::default();

@@ -12,6 +12,7 @@ use tracing::{debug, error};
 
 use super::{Guard, RunContext, Trail, Verdict};
 use crate::config::UpstreamConfig;
+use crate::openai::responses::native;
 use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier, Why};
 use crate::upstream::{Endpoint, Failure, Reply, Slot, Upstream, UpstreamError};
 use crate::warmth::cold_start_fits;
@@ -22,6 +23,8 @@ pub struct Ready<'a> {
     pub upstream: &'a Arc<Upstream>,
     /// The request as this step's upstream gets it, feedback included.
     pub body: Bytes,
+    /// Where it goes: the run's endpoint, or the upstream's own Responses endpoint.
+    pub endpoint: Endpoint,
     /// Whether the model was loaded, if known.
     pub warm: Option<bool>,
     /// Whether its answer is verified: its tier is, and a later step could still answer.
@@ -83,19 +86,28 @@ pub fn ready<'a>(
     let verify = ctx.verify(plan).filter(|v| later && v.applies_to(step.tier));
     let verified = verify.is_some();
     let logprobs = verify.is_some_and(|v| v.confidence.is_some());
-    let body = ctx.request.body_with(&step.upstream_model, feedback, logprobs).map_err(|err| Why::Failed {
+    // A verified answer is read as a chat completion, so only an unverified one may come
+    // from the upstream's own Responses endpoint.
+    let native = ctx.responses.filter(|_| !verified && upstream.serves_responses());
+    let (endpoint, body) = match native {
+        Some(request) => {
+            (Endpoint::Responses, native::body(request, &step.upstream_model, feedback, ctx.request.is_stream()))
+        }
+        None => (ctx.endpoint, ctx.request.body_with(&step.upstream_model, feedback, logprobs)),
+    };
+    let body = body.map_err(|err| Why::Failed {
         upstream: step.upstream.clone(),
         error: format!("cannot encode the request: {err}"),
         said: None,
     })?;
-    Ok(Ready { step, upstream, body, warm, verified })
+    Ok(Ready { step, upstream, body, endpoint, warm, verified })
 }
 
 /// Waits for a place at the upstream, then calls it, retrying what may succeed on a
 /// second try; each failed try is an attempt in the trail. `Err` when no place freed up.
 pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &mut Trail) -> Result<Called, Why> {
     let Ready { step, upstream, .. } = ready;
-    if let Some(reply) = upstream.replayed(ctx.endpoint, &ready.body, ctx.request.is_stream()).await {
+    if let Some(reply) = upstream.replayed(ready.endpoint, &ready.body, ctx.request.is_stream()).await {
         return Ok(Called { started: Instant::now(), reply: Ok(reply) });
     }
     let slot = upstream.reserve(ctx.deadline).await.map_err(|busy| Why::Busy {
@@ -113,13 +125,14 @@ pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &
 }
 
 async fn with_retries(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, slot: &Slot, trail: &mut Trail) -> Called {
-    let Ready { step, upstream, body, warm, .. } = ready;
+    let Ready { step, upstream, body, endpoint, warm, .. } = ready;
     let mut retries_left = upstream.config.retries;
     loop {
         let started = Instant::now();
-        let reply = match ctx.endpoint {
+        let reply = match endpoint {
             Endpoint::Chat => upstream.chat(slot, body.clone(), ctx.request.is_stream()).await,
             Endpoint::Embeddings => upstream.embed(slot, body.clone()).await,
+            Endpoint::Responses => upstream.respond(slot, body.clone(), ctx.request.is_stream()).await,
         };
         upstream.record(&reply);
         ctx.warmth.record_attempt(&step.model, *warm, started.elapsed());

@@ -10,7 +10,7 @@ use super::{Content, Message, Role};
 /// text part for array content; a new text part if it has none).
 pub fn inject(messages: &[Message], feedback: &[String]) -> Vec<Message> {
     let mut messages = messages.to_vec();
-    let suffix: String = feedback.iter().map(|f| format!("\n\nPrior attempt feedback: {f}")).collect();
+    let suffix = suffix(feedback);
     let last_user = messages.iter_mut().rev().find(|m| m.role == Role::User);
     if let Some(message) = last_user {
         match &mut message.content {
@@ -29,6 +29,12 @@ pub fn inject(messages: &[Message], feedback: &[String]) -> Vec<Message> {
         }
     }
     messages
+}
+
+/// What the feedback appends to the last user text: `\n\nPrior attempt feedback: …` per
+/// rejected step.
+pub fn suffix(feedback: &[String]) -> String {
+    feedback.iter().map(|f| format!("\n\nPrior attempt feedback: {f}")).collect()
 }
 
 #[cfg(test)]

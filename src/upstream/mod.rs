@@ -6,9 +6,11 @@
 
 pub mod anthropic;
 pub mod circuit;
+mod embeddings;
 mod error;
 mod messages;
 pub mod replay;
+mod responses;
 pub mod sse;
 mod stream;
 pub mod usage;
@@ -24,7 +26,7 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use serde::de::IgnoredAny;
 use serde::Deserialize;
 
-use crate::config::{Config, KeyHeader, UpstreamConfig, UpstreamKind};
+use crate::config::{Config, KeyHeader, ResponsesApi, UpstreamConfig, UpstreamKind};
 
 use crate::slots::Slots;
 pub use crate::slots::{Busy, Slot};
@@ -45,6 +47,22 @@ pub enum Reply {
     /// An SSE stream of `chat.completion.chunk` events; `first` holds its first whole
     /// event(s), `rest` yields the others (`Stream<Item = Result<Bytes, UpstreamError>>`).
     Stream { first: Bytes, rest: EventStream },
+    /// A `response` object from `POST {base_url}/responses` (`responses = "native"`),
+    /// checked to have `output`; only a Responses request gets one.
+    Response(Bytes),
+    /// The Responses stream events of a native upstream, as `Stream` is for chat.
+    ResponseStream { first: Bytes, rest: EventStream },
+}
+
+impl Reply {
+    /// A stream keeps `slot` taken until it ends.
+    fn holding(self, slot: &Slot) -> Reply {
+        match self {
+            Reply::Stream { first, rest } => Reply::Stream { first, rest: rest.holding(slot.clone()) },
+            Reply::ResponseStream { first, rest } => Reply::ResponseStream { first, rest: rest.holding(slot.clone()) },
+            whole => whole,
+        }
+    }
 }
 
 /// One configured upstream and its connection pool.
@@ -63,6 +81,8 @@ pub struct Upstream {
     slots: Slots,
     /// `{base_url}/embeddings` (with the query), for an OpenAI-compatible upstream.
     embeddings: Option<reqwest::Url>,
+    /// `{base_url}/responses` (with the query), for `responses = "native"`.
+    responses: Option<reqwest::Url>,
     /// `tierwise eval`'s cache of answers; `None` when serving.
     replay: Option<Arc<Replay>>,
     /// It refused a request with `n` > 1: verifiers sample with one call per answer.
@@ -99,19 +119,15 @@ impl Upstreams {
     }
 }
 
-/// The part of an embeddings answer checked before it is passed on.
-#[derive(Deserialize)]
-struct EmbeddingsShape {
-    #[expect(dead_code, reason = "read only to check that it is there: an embeddings answer has data")]
-    data: Vec<IgnoredAny>,
-}
-
 /// Which OpenAI API a run calls.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endpoint {
-    /// Chat completions (responses are translated to them).
+    /// Chat completions (Responses requests are translated to them, but for a step
+    /// passed through natively).
     Chat,
     Embeddings,
+    /// `POST /responses` of an upstream with `responses = "native"`.
+    Responses,
 }
 
 /// The part of a completion body checked before it is passed on.
@@ -128,6 +144,10 @@ impl Upstream {
             UpstreamKind::OpenAi => Some(endpoint(&config, Some("embeddings"))?),
             UpstreamKind::Anthropic => None,
         };
+        let responses = match config.responses {
+            ResponsesApi::Native => Some(endpoint(&config, Some("responses"))?),
+            ResponsesApi::Translate => None,
+        };
         let endpoint = endpoint(&config, None)?;
         let http = reqwest::Client::builder()
             .connect_timeout(config.connect_timeout)
@@ -143,6 +163,7 @@ impl Upstream {
             config,
             endpoint,
             embeddings,
+            responses,
             http,
             headers,
             breaker,
@@ -218,10 +239,7 @@ impl Upstream {
         if let (Some(replay), Ok(Reply::Json(answer))) = (replay, &reply) {
             replay.put(self.name(), self.endpoint.as_str(), &body, answer, started.elapsed());
         }
-        reply.map(|reply| match reply {
-            Reply::Stream { first, rest } => Reply::Stream { first, rest: rest.holding(slot.clone()) },
-            json => json,
-        })
+        reply.map(|reply| reply.holding(slot))
     }
 
     /// `tierwise eval`'s cached answer to `body`, if it has one: given after as long as
@@ -233,45 +251,18 @@ impl Upstream {
         let url = match endpoint {
             Endpoint::Chat => &self.endpoint,
             Endpoint::Embeddings => self.embeddings.as_ref()?,
+            Endpoint::Responses => self.responses.as_ref()?,
         };
         let (answer, took) = replay.get(self.name(), url.as_str(), body)?;
         tokio::time::sleep(took).await;
-        Some(Reply::Json(answer))
-    }
-
-    /// Sends one embeddings request in `slot`; the answer is passed on byte for byte
-    /// once it is known to hold `data`.
-    pub async fn embed(&self, _slot: &Slot, body: Bytes) -> Result<Reply, UpstreamError> {
-        let Some(url) = self.embeddings.clone() else {
-            return Err(self.fail(Failure::Unsupported("Anthropic's API has no embeddings".into())));
-        };
-        let replay = self.replay.as_ref();
-        let started = tokio::time::Instant::now();
-        let response = self.send_to(url.clone(), body.clone()).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = error::retry_after_of(response.headers());
-            let body = self.read_body(response).await.unwrap_or_default();
-            return Err(self.fail(Failure::Status { status, body }).with_retry_after(retry_after));
-        }
-        let answer = self.read_body(response).await?;
-        if let Err(err) = serde_json::from_slice::<EmbeddingsShape>(&answer) {
-            return Err(self.fail(Failure::Protocol(format!("not an embeddings answer ({err})"))));
-        }
-        if let Some(replay) = replay {
-            replay.put(self.name(), url.as_str(), &body, &answer, started.elapsed());
-        }
-        Ok(Reply::Json(answer))
+        Some(match endpoint {
+            Endpoint::Responses => Reply::Response(answer),
+            Endpoint::Chat | Endpoint::Embeddings => Reply::Json(answer),
+        })
     }
 
     async fn chat_openai(&self, body: Bytes, stream: bool) -> Result<Reply, UpstreamError> {
-        let response = self.send(body).await?;
-        let status = response.status();
-        if !status.is_success() {
-            let retry_after = error::retry_after_of(response.headers());
-            let body = self.read_body(response).await.unwrap_or_default();
-            return Err(self.fail(Failure::Status { status, body }).with_retry_after(retry_after));
-        }
+        let response = self.succeeded(self.send(body).await?).await?;
         if !stream {
             let body = self.read_body(response).await?;
             if let Err(err) = serde_json::from_slice::<CompletionShape>(&body) {
@@ -280,6 +271,18 @@ impl Upstream {
             return Ok(Reply::Json(body));
         }
         self.start_stream(response, Decoder::openai()).await
+    }
+
+    /// `response` when its status is a success; else the failure, with what the upstream
+    /// said and its `Retry-After`.
+    async fn succeeded(&self, response: reqwest::Response) -> Result<reqwest::Response, UpstreamError> {
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let retry_after = error::retry_after_of(response.headers());
+        let body = self.read_body(response).await.unwrap_or_default();
+        Err(self.fail(Failure::Status { status, body }).with_retry_after(retry_after))
     }
 
     /// POSTs `body` to the endpoint; waits at most `first_byte_timeout` for the headers.

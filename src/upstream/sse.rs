@@ -234,6 +234,21 @@ pub fn has_done_marker(events: &[u8]) -> bool {
     self::events(events).any(|event| event.is_done())
 }
 
+/// Whether `events` holds an event that ends a Responses stream: `response.completed`,
+/// `response.incomplete`, `response.failed` or `error`.
+pub fn ends_responses_stream(events: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Typed<'a> {
+        #[serde(rename = "type", borrow)]
+        kind: Option<Cow<'a, str>>,
+    }
+    self::events(events).any(|event| {
+        let Some(data) = event.data.as_deref() else { return false };
+        let kind = serde_json::from_slice::<Typed<'_>>(data).ok().and_then(|t| t.kind);
+        matches!(kind.as_deref(), Some("response.completed" | "response.incomplete" | "response.failed" | "error"))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -13,7 +13,7 @@ use futures_util::Stream;
 use super::anthropic::{StreamFailure, StreamTranslator};
 use super::error::describe;
 use super::messages;
-use super::sse::{first_non_json_event, has_done_marker, SseFramer, MAX_EVENT_BYTES};
+use super::sse::{ends_responses_stream, first_non_json_event, has_done_marker, SseFramer, MAX_EVENT_BYTES};
 use super::{Failure, TimeoutPhase, UpstreamError};
 
 /// Whole OpenAI SSE events from one upstream response. Dropping it drops the upstream
@@ -41,6 +41,9 @@ pub(super) enum Decoder {
     OpenAi { framer: SseFramer, saw_done: bool },
     /// Anthropic Messages SSE, translated to `chat.completion.chunk` events.
     Anthropic(Box<StreamTranslator>),
+    /// Responses API SSE (`responses = "native"`), passed on as it came; it ends with
+    /// `response.completed` (or `.incomplete`, `.failed`, `error`) rather than `[DONE]`.
+    Responses { framer: SseFramer, ended: bool },
 }
 
 /// The stream cannot go on.
@@ -68,6 +71,10 @@ impl Decoder {
         Decoder::OpenAi { framer: SseFramer::default(), saw_done: false }
     }
 
+    pub(super) fn responses() -> Self {
+        Decoder::Responses { framer: SseFramer::default(), ended: false }
+    }
+
     /// `include_usage`: the client's `stream_options.include_usage`.
     pub(super) fn anthropic(include_usage: bool) -> Self {
         Decoder::Anthropic(Box::new(StreamTranslator::new(include_usage)))
@@ -75,22 +82,8 @@ impl Decoder {
 
     fn push(&mut self, upstream: &str, chunk: &[u8]) -> Result<Bytes, Broken> {
         match self {
-            Decoder::OpenAi { framer, saw_done } => match framer.push(chunk) {
-                Ok(Some(events)) => {
-                    if let Some((at, why)) = first_non_json_event(&events) {
-                        let pending = events.slice(..at);
-                        *saw_done |= has_done_marker(&pending);
-                        return Err(Broken::malformed(upstream, pending, format!("an event is not JSON ({why})")));
-                    }
-                    *saw_done |= has_done_marker(&events);
-                    Ok(events)
-                }
-                Ok(None) => Ok(Bytes::new()),
-                Err(_) => {
-                    let reason = format!("an event exceeded {MAX_EVENT_BYTES} bytes");
-                    Err(Broken::malformed(upstream, Bytes::new(), reason))
-                }
-            },
+            Decoder::OpenAi { framer, saw_done } => framed(framer, upstream, chunk, saw_done, has_done_marker),
+            Decoder::Responses { framer, ended } => framed(framer, upstream, chunk, ended, ends_responses_stream),
             Decoder::Anthropic(translator) => translator.push(chunk).map_err(|err| {
                 let early = match &err.failure {
                     StreamFailure::Upstream(class) => messages::classified(upstream, class),
@@ -105,18 +98,10 @@ impl Decoder {
     fn finish(&mut self, upstream: &str) -> Result<Bytes, Broken> {
         match self {
             Decoder::OpenAi { framer, saw_done } => {
-                // An unterminated tail is passed on only if it is the end marker;
-                // anything else is half an event, which no client could parse.
-                if let Some(tail) = framer.take_rest().filter(|t| has_done_marker(t)) {
-                    let mut done = tail.to_vec();
-                    done.extend_from_slice(b"\n\n");
-                    return Ok(Bytes::from(done));
-                }
-                if !*saw_done {
-                    let reason = "the stream ended without data: [DONE]".to_string();
-                    return Err(Broken::malformed(upstream, Bytes::new(), reason));
-                }
-                Ok(Bytes::new())
+                finish_framed(framer, upstream, *saw_done, has_done_marker, "data: [DONE]")
+            }
+            Decoder::Responses { framer, ended } => {
+                finish_framed(framer, upstream, *ended, ends_responses_stream, "response.completed")
             }
             Decoder::Anthropic(_) => {
                 // A blank line completes an unterminated last event, if there is one.
@@ -136,6 +121,54 @@ impl Decoder {
             }
         }
     }
+}
+
+/// The whole events of `chunk` passed on as they came, once known to be JSON; `ended`
+/// learns whether one of them ends the stream (`ends`).
+fn framed(
+    framer: &mut SseFramer,
+    upstream: &str,
+    chunk: &[u8],
+    ended: &mut bool,
+    ends: fn(&[u8]) -> bool,
+) -> Result<Bytes, Broken> {
+    match framer.push(chunk) {
+        Ok(Some(events)) => {
+            if let Some((at, why)) = first_non_json_event(&events) {
+                let pending = events.slice(..at);
+                *ended |= ends(&pending);
+                return Err(Broken::malformed(upstream, pending, format!("an event is not JSON ({why})")));
+            }
+            *ended |= ends(&events);
+            Ok(events)
+        }
+        Ok(None) => Ok(Bytes::new()),
+        Err(_) => {
+            let reason = format!("an event exceeded {MAX_EVENT_BYTES} bytes");
+            Err(Broken::malformed(upstream, Bytes::new(), reason))
+        }
+    }
+}
+
+/// At the end of a passed-on stream: an unterminated tail is passed on only if it ends
+/// the stream (`ends`); anything else is half an event, which no client could parse. A
+/// stream that never ended (`ended`) is broken: it lacked `end_marker`.
+fn finish_framed(
+    framer: &mut SseFramer,
+    upstream: &str,
+    ended: bool,
+    ends: fn(&[u8]) -> bool,
+    end_marker: &str,
+) -> Result<Bytes, Broken> {
+    if let Some(tail) = framer.take_rest().filter(|t| ends(t)) {
+        let mut last = tail.to_vec();
+        last.extend_from_slice(b"\n\n");
+        return Ok(Bytes::from(last));
+    }
+    if !ended {
+        return Err(Broken::malformed(upstream, Bytes::new(), format!("the stream ended without {end_marker}")));
+    }
+    Ok(Bytes::new())
 }
 
 impl EventStream {

@@ -46,9 +46,62 @@ pub fn in_events(events: &[u8]) -> Option<Usage> {
     sse::events(events).find_map(|event| of_body(event.data.as_deref()?))
 }
 
+/// Usage in the Responses API's shape.
+#[derive(Deserialize)]
+struct ResponsesUsage {
+    input_tokens: u64,
+    output_tokens: u64,
+}
+
+impl From<ResponsesUsage> for Usage {
+    fn from(usage: ResponsesUsage) -> Self {
+        Usage { prompt: usage.input_tokens, completion: usage.output_tokens }
+    }
+}
+
+#[derive(Deserialize)]
+struct ResponseUsageOnly {
+    usage: Option<ResponsesUsage>,
+}
+
+/// The usage of a Responses `response` object, if it reports one.
+pub fn of_response(body: &[u8]) -> Option<Usage> {
+    serde_json::from_slice::<ResponseUsageOnly>(body).ok()?.usage.map(Usage::from)
+}
+
+/// The usage a Responses stream reports in `events`: the `response` of its final event.
+pub fn in_response_events(events: &[u8]) -> Option<Usage> {
+    #[derive(Deserialize)]
+    struct Final {
+        response: Option<ResponseUsageOnly>,
+    }
+    if !events.windows(7).any(|w| w == b"\"usage\"") {
+        return None;
+    }
+    sse::events(events).find_map(|event| {
+        let last = serde_json::from_slice::<Final>(event.data.as_deref()?).ok()?;
+        last.response?.usage.map(Usage::from)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_the_responses_usage_of_an_object_and_of_its_final_event() {
+        let usage = Some(Usage { prompt: 32, completion: 8 });
+        assert_eq!(
+            of_response(br#"{"output":[],"usage":{"input_tokens":32,"output_tokens":8,"total_tokens":40}}"#),
+            usage
+        );
+        let events = b"event: response.output_text.delta\ndata: {\"delta\":\"x\"}\n\nevent: response.completed\ndata: {\"type\":\"response.completed\",\"response\":{\"usage\":{\"input_tokens\":32,\"output_tokens\":8}}}\n\n";
+        assert_eq!(in_response_events(events), usage);
+        assert_eq!(
+            in_response_events(b"data: {\"type\":\"response.created\",\"response\":{\"usage\":null}}\n\n"),
+            None
+        );
+    }
 
     #[test]
     fn reads_usage_however_the_json_is_spaced() {

@@ -114,7 +114,13 @@ async fn the_grace_period_bounds_shutdown() {
     let addr = addr_rx.await.unwrap();
     let url = format!("http://{addr}/v1/chat/completions");
     let pending = tokio::spawn(async move { client().post(url).json(&chat_body("local-model")).send().await });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // In flight once the upstream has it (on a loaded machine that can take a while).
+    let arrived = async {
+        while up.calls() == 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), arrived).await.expect("the request reached the upstream");
 
     let stopping = Instant::now();
     stop.cancel();

@@ -32,6 +32,7 @@ mod providers;
 mod reliability;
 mod reload;
 mod responses;
+mod responses_native;
 mod scored;
 mod scored_real;
 mod sdk;

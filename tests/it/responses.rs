@@ -144,7 +144,7 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 40, failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
-    fn no_personal_data_in_a_responses_body_reaches_the_cloud(field in 0usize..10, needle in 0..NEEDLES.len(), stream in any::<bool>()) {
+    fn no_personal_data_in_a_responses_body_reaches_the_cloud(field in 0usize..10, needle in 0..NEEDLES.len(), stream in any::<bool>(), native in any::<bool>()) {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (leaked, status) = runtime.block_on(async {
             let local = UpstreamDouble::start(Behaviour::status(500, "openai/error_500_server.json")).await;
@@ -154,6 +154,8 @@ proptest! {
                 &[("t", &["local-model", "vendor-model"])],
                 "",
             );
+            // The cloud gets the Responses body itself when it serves the API natively.
+            let toml = if native { toml.replace("[upstreams.vendor]\n", "[upstreams.vendor]\nresponses = \"native\"\n") } else { toml };
             let app = TestApp::start(&toml).await;
             let mut body = plant(field, NEEDLES[needle]);
             body["stream"] = json!(stream);
@@ -189,4 +191,18 @@ async fn a_normal_responses_body_does_reach_the_cloud() {
         .unwrap();
     assert_eq!(body["output"][0]["content"][0]["text"], "ok");
     assert_eq!(cloud.saw("Escalate to the front desk"), 1);
+
+    // And so it does to a cloud that serves the Responses API natively.
+    let native = UpstreamDouble::start(Behaviour::json("llama_server/responses.json")).await;
+    let toml = config_for(
+        &[("local", "local", &local.base_url()), ("vendor", "cloud", &native.base_url())],
+        &[("t", &["local-model", "vendor-model"])],
+        "",
+    )
+    .replace("[upstreams.vendor]\n", "[upstreams.vendor]\nresponses = \"native\"\n");
+    let app = TestApp::start(&toml).await;
+    let response = client().post(app.url("/v1/responses")).json(&plant(1, "the front desk")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(native.received()[0].uri.path(), "/v1/responses");
+    assert_eq!(native.saw("Escalate to the front desk"), 1);
 }

@@ -143,7 +143,10 @@ pub(super) async fn call(upstream: &Upstream, body: Value) -> Result<(Vec<Value>
     };
     let bytes = match reply {
         Ok(Reply::Json(bytes)) => bytes,
-        Ok(Reply::Stream { .. }) => return Err(fail("the upstream streamed".into(), None, false)),
+        Ok(Reply::Stream { .. } | Reply::ResponseStream { .. }) => {
+            return Err(fail("the upstream streamed".into(), None, false))
+        }
+        Ok(Reply::Response(_)) => return Err(fail("the upstream answered a Responses request".into(), None, false)),
         Err(err) => {
             let refused = matches!(&err.failure, Failure::Status { status, .. } if status.as_u16() == 400);
             return Err(fail(err.summary(), Some(Call { duration, tokens: None }), refused));

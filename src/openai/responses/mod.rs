@@ -3,6 +3,7 @@
 //! ([`response`]) or to the Responses stream events ([`stream`]). The run loop in between
 //! is chat completions' own: tiers, privacy, verification and the trail hold unchanged.
 
+pub mod native;
 pub mod request;
 pub mod response;
 pub mod stream;
