@@ -34,12 +34,12 @@
 # --no-replay-delay: each model is asked once per item, alone on the cores, so the time
 # each live call took is the model's own; answers already cached come back at once, so
 # its reports' latencies mean nothing and they go to RESULTS/warm/. Phase 2 (report) runs
-# every task again at REPORT_CONCURRENCY, each with the --sweep of its threshold where it
-# has one: every answer comes from the cache after the live call's recorded time (no
-# model runs, so running many side by side changes no latency), and its reports are the
-# results.
+# every task again, all at once, each at REPORT_CONCURRENCY: every answer comes from the
+# cache after the live call's recorded time (no model runs, so running many side by side
+# changes no latency), and its reports are the results; then each scored task's --sweep
+# of its threshold, from the cache without waiting, into RESULTS/TASK/sweep/.
 #
-# Env: LIMIT (100), TASKS, PHASES ("warm report"), SEED (7), REPORT_CONCURRENCY (32),
+# Env: LIMIT (100), TASKS, PHASES ("warm report"), SEED (7), REPORT_CONCURRENCY (100),
 # PARALLEL (1, llama-server --parallel and the upstreams' max_concurrent), THREADS (2),
 # CTX_PER_SLOT (4096), RESULTS (bench/eval/results), TIERWISE_BIN (skip the build),
 # EVAL_ARGS (extra arguments for every `tierwise eval`), EVAL_CACHE, EVAL_PORTS ("W M S":
@@ -54,7 +54,7 @@ DEFAULT_TASKS="gsm-checks gsm-judge gsm-judge-yn gsm-confidence gsm-selfcheck co
 ALL_TASKS="$DEFAULT_TASKS gsm-feedback code-feedback"
 TASKS=${TASKS:-$DEFAULT_TASKS}
 PHASES=${PHASES:-warm report}
-REPORT_CONCURRENCY=${REPORT_CONCURRENCY:-32}
+REPORT_CONCURRENCY=${REPORT_CONCURRENCY:-100}
 SEED=${SEED:-7}
 PARALLEL=${PARALLEL:-1}
 THREADS=${THREADS:-2}
@@ -278,15 +278,27 @@ else
   read -r -a ready <<<"$TASKS"
 fi
 if [[ " $PHASES " == *" report "* ]]; then
+  # Every task at once: replayed answers only sleep, so side by side they change no
+  # latency, and the phase takes as long as its slowest task, not their sum.
+  declare -A report_pid
   for task in "${ready[@]}"; do
-    sweep=()
-    [ -z "${SWEEP[$task]:-}" ] || sweep=(--sweep "${SWEEP[$task]}")
-    if run_eval "$RESULTS/$task" "$task" "$REPORT_CONCURRENCY" "${sweep[@]}"; then
+    run_eval "$RESULTS/$task" "$task" "$REPORT_CONCURRENCY" >"$LOGS/report-$task.log" 2>&1 &
+    report_pid[$task]=$!
+  done
+  for task in "${ready[@]}"; do
+    if wait "${report_pid[$task]}"; then
       done_tasks+=("$task")
     else
-      log "eval $task (report) failed (exit $?)"
+      log "eval $task (report) failed; see $LOGS/report-$task.log"
       failed+=("$task (report)")
     fi
+  done
+  # The sweeps: cost and accuracy per threshold, from the cache without waiting (their
+  # latencies mean nothing; the task's own report has the real ones).
+  for task in "${done_tasks[@]}"; do
+    [ -n "${SWEEP[$task]:-}" ] || continue
+    run_eval "$RESULTS/$task/sweep" "$task" 8 --sweep "${SWEEP[$task]}" --no-replay-delay ||
+      { log "sweep of $task failed"; failed+=("$task (sweep)"); }
   done
 fi
 
@@ -320,7 +332,7 @@ summary=$RESULTS/SUMMARY.md
     echo
     echo "## $task"
     echo
-    mapfile -t reports < <(reports_of "$RESULTS/$task")
+    mapfile -t reports < <(reports_of "$RESULTS/$task"; reports_of "$RESULTS/$task/sweep")
     if [ ${#reports[@]} -eq 0 ]; then
       echo "(no Markdown report found under $RESULTS/$task)"
     else
