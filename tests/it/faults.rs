@@ -21,8 +21,10 @@ use crate::support::*;
 mod clients;
 mod storms;
 
-/// Upper bound for any one test.
-const LIMIT: Duration = Duration::from_secs(60);
+/// Upper bound for any one test: it catches a hang, not slowness. 250 faulty requests
+/// took over 60 s on a 2-core machine busy with other work (a CI run beside model
+/// benchmarks), so the bound leaves room for that.
+const LIMIT: Duration = Duration::from_secs(180);
 /// How long tierwise may take to close an upstream connection nobody waits for anymore.
 const PROMPTLY: Duration = Duration::from_secs(2);
 /// The upstream keys of the rig's upstreams when a test sets none.
