@@ -155,7 +155,7 @@ proptest! {
                 "",
             );
             // The cloud gets the Responses body itself when it serves the API natively.
-            let toml = if native { toml.replace("[upstreams.vendor]\n", "[upstreams.vendor]\nresponses = \"native\"\n") } else { toml };
+            let toml = if native { responses_native(&toml, "vendor") } else { toml };
             let app = TestApp::start(&toml).await;
             let mut body = plant(field, NEEDLES[needle]);
             body["stream"] = json!(stream);
@@ -194,12 +194,14 @@ async fn a_normal_responses_body_does_reach_the_cloud() {
 
     // And so it does to a cloud that serves the Responses API natively.
     let native = UpstreamDouble::start(Behaviour::json("llama_server/responses.json")).await;
-    let toml = config_for(
-        &[("local", "local", &local.base_url()), ("vendor", "cloud", &native.base_url())],
-        &[("t", &["local-model", "vendor-model"])],
-        "",
-    )
-    .replace("[upstreams.vendor]\n", "[upstreams.vendor]\nresponses = \"native\"\n");
+    let toml = responses_native(
+        &config_for(
+            &[("local", "local", &local.base_url()), ("vendor", "cloud", &native.base_url())],
+            &[("t", &["local-model", "vendor-model"])],
+            "",
+        ),
+        "vendor",
+    );
     let app = TestApp::start(&toml).await;
     let response = client().post(app.url("/v1/responses")).json(&plant(1, "the front desk")).send().await.unwrap();
     assert_eq!(response.status(), 200);

@@ -14,7 +14,7 @@ use crate::support::*;
 #[tokio::test]
 async fn the_python_sdk_responses_api_passed_through_to_llama_server() {
     let llama = LlamaServer::start().await;
-    let toml = llama::config(&llama).replace("[upstreams.local]\n", "[upstreams.local]\nresponses = \"native\"\n");
+    let toml = responses_native(&llama::config(&llama), "local");
     let app = TestApp::start(&toml).await;
     run_python("openai_responses_native_test.py", &app, 2).await;
 }
@@ -45,12 +45,14 @@ async fn chain() -> (UpstreamDouble, UpstreamDouble, TestApp) {
         }
     })))
     .await;
-    let toml = config_for(
-        &[("local", "local", &local.base_url()), ("vendor", "cloud", &cloud.base_url())],
-        &[("t", &["local-model", "vendor-model"])],
-        "[tasks.t.verify]\nchecks = [\"finish_stop\"]\n",
-    )
-    .replace("[upstreams.vendor]\n", "[upstreams.vendor]\nresponses = \"native\"\n");
+    let toml = responses_native(
+        &config_for(
+            &[("local", "local", &local.base_url()), ("vendor", "cloud", &cloud.base_url())],
+            &[("t", &["local-model", "vendor-model"])],
+            "[tasks.t.verify]\nchecks = [\"finish_stop\"]\n",
+        ),
+        "vendor",
+    );
     let app = TestApp::start(&toml).await;
     (local, cloud, app)
 }
@@ -106,12 +108,14 @@ async fn an_escalated_request_reaches_the_native_cloud_with_its_feedback_and_com
 async fn a_verified_step_is_translated_even_on_a_native_upstream() {
     let local = UpstreamDouble::start(Behaviour::Json(completion("4", "stop"))).await;
     let cloud = UpstreamDouble::start(Behaviour::json("llama_server/responses.json")).await;
-    let toml = config_for(
-        &[("local", "local", &local.base_url()), ("vendor", "cloud", &cloud.base_url())],
-        &[("t", &["local-model", "vendor-model"])],
-        "[tasks.t.verify]\nchecks = [\"finish_stop\"]\n",
-    )
-    .replace("[upstreams.local]\n", "[upstreams.local]\nresponses = \"native\"\n");
+    let toml = responses_native(
+        &config_for(
+            &[("local", "local", &local.base_url()), ("vendor", "cloud", &cloud.base_url())],
+            &[("t", &["local-model", "vendor-model"])],
+            "[tasks.t.verify]\nchecks = [\"finish_stop\"]\n",
+        ),
+        "local",
+    );
     let app = TestApp::start(&toml).await;
     let body: Value =
         client().post(app.url("/v1/responses")).json(&request(false)).send().await.unwrap().json().await.unwrap();
@@ -129,7 +133,8 @@ async fn a_native_answer_that_is_not_a_response_object_moves_the_run_on() {
         &[("t", &["native-model", "fallback-model"])],
         "",
     )
-    .replace("[upstreams.native]\n", "[upstreams.native]\nresponses = \"native\"\nretries = 0\n");
+    .replace("[upstreams.native]\n", "[upstreams.native]\nretries = 0\n");
+    let toml = responses_native(&toml, "native");
     let app = TestApp::start(&toml).await;
     let response = client().post(app.url("/v1/responses")).json(&request(false)).send().await.unwrap();
     let attempts = header(&response, "x-tierwise-attempts").to_string();
@@ -156,12 +161,14 @@ async fn a_delayed_stream_passes_the_native_events_on_after_its_keep_alives() {
         cut_after: None,
     })
     .await;
-    let toml = config_for(
-        &[("local", "local", &local.base_url()), ("vendor", "cloud", &cloud.base_url())],
-        &[("t", &["local-model", "vendor-model"])],
-        "[tasks.t.verify]\nchecks = [\"finish_stop\"]\n[server]\nsse_keepalive_ms = 100\n",
-    )
-    .replace("[upstreams.vendor]\n", "[upstreams.vendor]\nresponses = \"native\"\n");
+    let toml = responses_native(
+        &config_for(
+            &[("local", "local", &local.base_url()), ("vendor", "cloud", &cloud.base_url())],
+            &[("t", &["local-model", "vendor-model"])],
+            "[tasks.t.verify]\nchecks = [\"finish_stop\"]\n[server]\nsse_keepalive_ms = 100\n",
+        ),
+        "vendor",
+    );
     let app = TestApp::start(&toml).await;
     let response = client().post(app.url("/v1/responses")).json(&request(true)).send().await.unwrap();
     assert_eq!(header(&response, "x-tierwise-tier"), "", "not known when the headers went out");

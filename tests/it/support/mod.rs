@@ -106,6 +106,12 @@ pub fn config_for(upstreams: &[(&str, &str, &str)], tasks: &[(&str, &[&str])], e
     toml
 }
 
+/// `toml` with upstream `name` serving the Responses API itself (`responses = "native"`).
+pub fn responses_native(toml: &str, name: &str) -> String {
+    let section = format!("[upstreams.{name}]\n");
+    toml.replace(&section, &format!("{section}responses = \"native\"\n"))
+}
+
 /// A chat request body.
 pub fn chat_body(model: &str) -> serde_json::Value {
     serde_json::json!({"model": model, "messages": [{"role": "user", "content": "Say hello."}]})
