@@ -224,6 +224,20 @@ fn truncate(text: &str, max: usize) -> String {
 }
 
 /// The innermost cause of a reqwest error, without its URL (which may carry a query key).
+/// Whether `err` is a connection closed before any byte of the answer came back:
+/// hyper's "connection closed before message completed" — a kept-alive connection the
+/// upstream had already closed.
+pub fn closed_before_answer(err: &reqwest::Error) -> bool {
+    let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
+    while let Some(s) = source {
+        if s.downcast_ref::<hyper::Error>().is_some_and(hyper::Error::is_incomplete_message) {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
 pub fn describe(err: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(err);
     let mut deepest = None;

@@ -21,7 +21,7 @@ pub(super) async fn chat(upstream: &Upstream, body: Bytes, stream: bool) -> Resu
     let request = serde_json::to_vec(&request)
         .map_err(|e| upstream.fail(Failure::Protocol(format!("cannot write the Messages request ({e})"))))?;
 
-    let response = upstream.send(request).await?;
+    let response = upstream.send(Bytes::from(request)).await?;
     let status = response.status();
     if !status.is_success() {
         let retry_after = super::error::retry_after_of(response.headers());

@@ -286,21 +286,27 @@ impl Upstream {
     }
 
     /// POSTs `body` to the endpoint; waits at most `first_byte_timeout` for the headers.
-    async fn send(&self, body: impl Into<reqwest::Body>) -> Result<reqwest::Response, UpstreamError> {
+    async fn send(&self, body: Bytes) -> Result<reqwest::Response, UpstreamError> {
         self.send_to(self.endpoint.clone(), body).await
     }
 
-    async fn send_to(
-        &self,
-        url: reqwest::Url,
-        body: impl Into<reqwest::Body>,
-    ) -> Result<reqwest::Response, UpstreamError> {
+    /// POSTs `body` to `url`. A pooled connection the upstream closed while it sat idle
+    /// (llama-server drops keep-alive connections after 5 s) fails before any answer
+    /// byte; that request is sent once more on a fresh connection, as the upstream never
+    /// read it.
+    async fn send_to(&self, url: reqwest::Url, body: Bytes) -> Result<reqwest::Response, UpstreamError> {
         let first_byte = self.config.first_byte_timeout;
-        let request = self.http.post(url).headers(self.headers.clone()).body(body);
-        tokio::time::timeout(first_byte, request.send())
-            .await
-            .map_err(|_| self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte }))?
-            .map_err(|e| self.transport(&e))
+        let deadline = tokio::time::Instant::now() + first_byte;
+        let mut resent = false;
+        loop {
+            let request = self.http.post(url.clone()).headers(self.headers.clone()).body(body.clone());
+            match tokio::time::timeout_at(deadline, request.send()).await {
+                Err(_) => return Err(self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte })),
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(err)) if !resent && error::closed_before_answer(&err) => resent = true,
+                Ok(Err(err)) => return Err(self.transport(&err)),
+            }
+        }
     }
 
     /// Checks that a 2xx answer to a stream request is SSE and waits (at most

@@ -476,3 +476,24 @@ async fn memory_stays_bounded_over_200_faulty_requests() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_kept_alive_connection_the_upstream_dropped_is_resent_on_a_fresh_one() {
+    bounded(async {
+        let rig = Rig::start(Fault::stale_keep_alive(), DEFAULT_KEYS, "").await;
+        for _ in 0..2 {
+            let response = rig.post("bad-model", false).await;
+            assert_eq!(response.status(), 200);
+            assert_eq!(strip_trail(&response.bytes().await.unwrap()), fixture(JSON_FIXTURE));
+        }
+        // Local upstreams have no retries: the second request was read on the stale
+        // connection, dropped, and sent again on a new one — not retried as a failure.
+        assert_eq!((rig.bad.requests(), rig.bad.connections()), (3, 2));
+        assert_eq!(rig.good.requests(), 2, "only the rig's own warm-up requests reach the next step");
+        // Not `assert_settled`: the first kept-alive connection starts the client pool's
+        // idle reaper, a task that lives as long as the pool.
+        rig.serves_normally().await;
+        assert_eq!(in_flight_requests(&rig.app).await, 0.0);
+    })
+    .await;
+}

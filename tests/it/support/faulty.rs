@@ -38,6 +38,9 @@ pub enum Act {
     Reset,
     /// Keep the connection open, saying nothing, until the peer closes it.
     Hold,
+    /// Keep the connection for another request, read that request, then close (FIN)
+    /// without answering: a keep-alive connection the server dropped as it was reused.
+    DropNext,
 }
 
 /// The request as the fault server read it.
@@ -80,6 +83,23 @@ impl Fault {
     /// A well-behaved upstream: the recorded completion, or the recorded stream.
     pub fn healthy() -> Self {
         Fault::new(|r| vec![Act::Send(healthy_response(r.stream()))])
+    }
+
+    /// The first request gets the recorded completion on a kept-alive connection, which
+    /// is closed unanswered when the next request arrives on it; every later connection
+    /// is healthy. What a pooled client sees when the server timed out an idle
+    /// connection just as the client reused it.
+    pub fn stale_keep_alive() -> Self {
+        let first = std::sync::atomic::AtomicBool::new(true);
+        Fault::new(move |r| {
+            if first.swap(false, Ordering::SeqCst) {
+                let kept =
+                    String::from_utf8(healthy_response(false).to_vec()).unwrap().replace("connection: close\r\n", "");
+                vec![Act::Send(Bytes::from(kept)), Act::DropNext]
+            } else {
+                vec![Act::Send(healthy_response(r.stream()))]
+            }
+        })
     }
 
     /// The healthy response, status line included, one byte per `every`.
@@ -365,6 +385,8 @@ enum End {
     Reset,
     /// The peer closed it (EOF or RST while we waited or wrote).
     PeerClosed,
+    /// Read one more request on the connection, then close it.
+    DropNext,
 }
 
 async fn serve(socket: TcpStream, script: Script, counters: Arc<Counters>) {
@@ -384,6 +406,13 @@ async fn serve(socket: TcpStream, script: Script, counters: Arc<Counters>) {
     };
     match end {
         End::Close => {
+            let _ = writer.shutdown().await;
+        }
+        End::DropNext => {
+            if let Some(request) = read_request(&mut reader).await {
+                counters.requests.fetch_add(1, Ordering::SeqCst);
+                counters.received.lock().unwrap().push(request.body);
+            }
             let _ = writer.shutdown().await;
         }
         End::Reset => {
@@ -426,6 +455,7 @@ async fn play(writer: &mut OwnedWriteHalf, acts: &[Act]) -> End {
             }
             Act::Reset => return End::Reset,
             Act::Hold => std::future::pending().await,
+            Act::DropNext => return End::DropNext,
         };
         if written.is_err() {
             return End::PeerClosed;
