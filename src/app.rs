@@ -20,12 +20,12 @@ use tracing::{info, info_span, warn, Span};
 use crate::api;
 use crate::api::admission::Admission;
 use crate::api::extract::BodyReadTimeout;
-use crate::api::rate_limit::RateLimiter;
 use crate::audit::Audit;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::shutdown::CancellationToken;
+use crate::state::{RateLimits, StoreError};
 use crate::upstream::{BuildError, Replay, Upstreams};
 use crate::warmth::{Probers, Warmth};
 
@@ -63,6 +63,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Build(#[from] BuildError),
+    #[error("cannot use the state backend (state.url): {0}")]
+    State(#[from] StoreError),
 }
 
 /// Everything a handler needs; cheap to clone.
@@ -75,8 +77,8 @@ pub struct AppState {
     pub audit: Arc<Audit>,
     /// Load shedding for chat completions (`server.max_concurrent_requests`).
     pub admission: Arc<Admission>,
-    /// Per-key rate limits; kept across reloads.
-    pub rate_limits: Arc<RateLimiter>,
+    /// Per-key rate limits, in memory or in Redis (`[state]`); kept across reloads.
+    pub rate_limits: Arc<RateLimits>,
     /// The root of the shutdown tree: cancelled on SIGINT or SIGTERM (or by a test).
     pub shutdown: CancellationToken,
     /// The warmth probers of the current generation: restarted on reload, stopped with
@@ -102,11 +104,12 @@ impl AppState {
         };
         let server = &config.server;
         let admission = Admission::new(server.max_concurrent_requests, server.queue_limit, server.queue_wait);
+        let rate_limits = RateLimits::new(&config.state, metrics.clone())?;
         let generation = Generation::build(config, &metrics, replay.as_ref())?;
         Ok(AppState {
             generation: Arc::new(RwLock::new(Arc::new(generation))),
             admission: Arc::new(admission),
-            rate_limits: Arc::new(RateLimiter::default()),
+            rate_limits: Arc::new(rate_limits),
             metrics,
             audit: Arc::new(audit),
             shutdown: CancellationToken::new(),
@@ -141,12 +144,15 @@ impl AppState {
     /// restart and keep their old values (logged).
     pub async fn install(&self, config: Config) -> Result<(), BuildError> {
         let old = self.generation();
-        if old.config.server != config.server || old.config.audit != config.audit {
-            warn!("the new config changes [server] or [audit]: those need a restart and keep their old values");
+        if old.config.server != config.server || old.config.audit != config.audit || old.config.state != config.state {
+            warn!(
+                "the new config changes [server], [audit] or [state]: those need a restart and keep their old values"
+            );
         }
         let mut config = config;
         config.server = old.config.server.clone();
         config.audit = old.config.audit.clone();
+        config.state = old.config.state.clone();
         let generation = Arc::new(Generation::build(config, &self.metrics, self.replay.as_ref())?);
         let mut probers = self.probers.lock().await;
         if let Some(old) = probers.take() {

@@ -56,5 +56,6 @@ pub mod reload;
 pub mod server;
 pub mod shutdown;
 pub mod slots;
+pub mod state;
 pub mod upstream;
 pub mod warmth;

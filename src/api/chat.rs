@@ -22,6 +22,7 @@ use crate::error::ApiError;
 use crate::escalate::{self, Progress, Trail};
 use crate::openai::ChatRequest;
 use crate::policy::{self, Classification, PlanRequest, Source};
+use crate::state::Refusal;
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -59,9 +60,11 @@ pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response 
         Err(err) => return early(err, None),
     };
     if let Some(key) = caller.key {
-        if let Err(limited) = state.rate_limits.admit(key, started) {
-            state.metrics.rate_limited(&caller.profile.name, limited.limit.as_str());
-            return early(limited.into_error(&caller.profile.name), None);
+        if let Err(refusal) = state.rate_limits.admit(key).await {
+            if let Refusal::Limited(limited) = &refusal {
+                state.metrics.rate_limited(&caller.profile.name, limited.limit.as_str());
+            }
+            return early(refusal.into_error(&caller.profile.name), None);
         }
     }
     let slot = match state.admission.admit().await {

@@ -118,7 +118,7 @@ impl Job {
         content: Option<(&[crate::openai::Message], Option<String>)>,
     ) {
         if let Some(key) = self.caller.key {
-            self.state.rate_limits.spend_tokens(key, trail.tokens().total(), Instant::now());
+            self.state.rate_limits.spend_tokens(key, trail.tokens().total());
         }
         let planned = Planned {
             plan: &self.plan,

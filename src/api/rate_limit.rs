@@ -8,7 +8,7 @@
 //! a key that overdraws it waits until the bucket is above zero again.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use http::StatusCode;
@@ -148,16 +148,16 @@ impl RateLimiter {
 /// has one, else, when the stream ends (or the client leaves), an estimate — a quarter of
 /// the prompt's text bytes, plus one token per event.
 pub struct StreamCharge {
-    limiter: Arc<RateLimiter>,
-    key: KeyId,
+    /// Charges tokens to the key (wherever its buckets live).
+    spend: Box<dyn Fn(u64) + Send>,
     prompt_estimate: u64,
     events: u64,
     charged: bool,
 }
 
 impl StreamCharge {
-    pub fn new(limiter: Arc<RateLimiter>, key: KeyId, prompt_bytes: usize) -> Self {
-        StreamCharge { limiter, key, prompt_estimate: prompt_bytes as u64 / 4, events: 0, charged: false }
+    pub fn new(spend: impl Fn(u64) + Send + 'static, prompt_bytes: usize) -> Self {
+        StreamCharge { spend: Box::new(spend), prompt_estimate: prompt_bytes as u64 / 4, events: 0, charged: false }
     }
 
     /// Some SSE events went to the client; `usage` is what they reported, if anything.
@@ -165,7 +165,7 @@ impl StreamCharge {
         match usage {
             Some(usage) if !self.charged => {
                 self.charged = true;
-                self.limiter.spend_tokens(self.key, usage.total(), Instant::now());
+                (self.spend)(usage.total());
             }
             _ => self.events += sse::events(events).filter(|e| e.data.is_some()).count() as u64,
         }
@@ -176,13 +176,15 @@ impl Drop for StreamCharge {
     fn drop(&mut self) {
         if !self.charged {
             let estimate = self.prompt_estimate.saturating_add(self.events);
-            self.limiter.spend_tokens(self.key, estimate, Instant::now());
+            (self.spend)(estimate);
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
 
     use crate::config::KeyLimits;
@@ -274,14 +276,16 @@ mod tests {
         limiter.admit(key, t0).unwrap();
         let level = |limiter: &RateLimiter| limiter.buckets.lock().unwrap()[&key.digest].tokens.level.round();
         {
-            let mut charge = StreamCharge::new(limiter.clone(), key, 400);
+            let limiter = limiter.clone();
+            let mut charge = StreamCharge::new(move |tokens| limiter.spend_tokens(key, tokens, Instant::now()), 400);
             charge.passed(b"data: {\"choices\":[]}\n\n", None);
             charge.passed(b"data: {\"usage\":{}}\n\n", Some(Usage { prompt: 30, completion: 20 }));
             charge.passed(b"data: [DONE]\n\n", None);
         }
         assert!((950.0..=951.0).contains(&level(&limiter)), "charged the reported 50");
         {
-            let mut charge = StreamCharge::new(limiter.clone(), key, 400);
+            let limiter = limiter.clone();
+            let mut charge = StreamCharge::new(move |tokens| limiter.spend_tokens(key, tokens, Instant::now()), 400);
             charge.passed(b"data: {}\n\ndata: {}\n\n", None);
             charge.passed(b"data: {}\n\n", None);
         }

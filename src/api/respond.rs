@@ -240,7 +240,8 @@ fn passthrough(
     let config = job.caller.generation.config.clone();
     let mut charge = job.caller.key.filter(|k| k.limits.tokens_per_minute.is_some()).map(|key| {
         let prompt_bytes = job.request.texts().map(|(_, text)| text.len()).sum();
-        StreamCharge::new(job.state.rate_limits.clone(), key, prompt_bytes)
+        let limits = job.state.rate_limits.clone();
+        StreamCharge::new(move |tokens| limits.spend_tokens(key, tokens), prompt_bytes)
     });
     let mut count_usage = move |events: &Bytes| {
         let usage = read_usage(events);

@@ -10,6 +10,7 @@ mod validate_access;
 mod validate_detect;
 mod validate_server;
 mod validate_signals;
+mod validate_state;
 mod validate_upstream;
 mod validate_verify;
 mod verify;
@@ -50,11 +51,54 @@ pub struct Config {
     pub detect: DetectPolicy,
     /// `[audit]`; `None` when no path is set.
     pub audit: Option<crate::audit::AuditConfig>,
+    /// `[state]`: where rate limits live.
+    pub state: StateConfig,
     /// Where this config came from, for `check-config` and `/readyz`.
     pub source: ConfigSource,
     /// SHA-256 of the file's bytes as loaded (file configs only): how the file watcher
     /// tells a change from the file it is running.
     pub file_digest: Option<[u8; 32]>,
+}
+
+/// `[state]`: where per-key rate limits live.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum StateConfig {
+    /// In this process.
+    #[default]
+    Memory,
+    /// In Redis, shared by every replica configured alike.
+    Redis(RedisConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://`, without credentials.
+    pub url: String,
+    pub username: Option<String>,
+    /// From `password_env`.
+    pub password: Option<Secret>,
+    pub connect_timeout: Duration,
+    pub command_timeout: Duration,
+    pub key_prefix: String,
+    pub on_error: OnStateError,
+}
+
+/// What a request that needs the shared state gets while Redis cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnStateError {
+    /// This process's own counters, as with `backend = "memory"`.
+    Local,
+    /// 503 `state_unavailable`.
+    Deny,
+}
+
+impl OnStateError {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnStateError::Local => "local",
+            OnStateError::Deny => "deny",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

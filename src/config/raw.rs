@@ -31,6 +31,33 @@ pub struct RawConfig {
     pub trail: RawTrail,
     #[serde(default)]
     pub audit: RawAudit,
+    #[serde(default)]
+    pub state: RawState,
+}
+
+/// `[state]`: where state shared by requests lives — per-key rate limits. In memory (one
+/// process), or in Redis, shared by every replica that points at it.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawState {
+    /// `memory` (default) or `redis`.
+    pub backend: Option<String>,
+    /// `redis://HOST:PORT/DB`, or `rediss://` for TLS. No password in it: see
+    /// `password_env`.
+    pub url: Option<String>,
+    /// The env var holding Redis's password (and `username` for an ACL user).
+    pub password_env: Option<String>,
+    /// An ACL user name. Default: none (the `default` user).
+    pub username: Option<String>,
+    /// Time to connect. Default 1000.
+    pub connect_timeout_ms: Option<u64>,
+    /// Time for one command's answer. Default 250.
+    pub command_timeout_ms: Option<u64>,
+    /// Prefix of every key tierwise writes. Default `tierwise:`.
+    pub key_prefix: Option<String>,
+    /// While Redis cannot be reached: `local` (default) falls back to per-process state;
+    /// `deny` refuses requests that need the shared state with 503.
+    pub on_error: Option<String>,
 }
 
 /// `[audit]`: one JSON line per request.

@@ -6,7 +6,9 @@ use std::fmt;
 use std::time::Duration;
 
 use super::raw::RawConfig;
-use super::{validate_access, validate_detect, validate_server, validate_upstream, validate_verify, VerifyConfig};
+use super::{
+    validate_access, validate_detect, validate_server, validate_state, validate_upstream, validate_verify, VerifyConfig,
+};
 use super::{Config, ConfigSource, ModelConfig, TaskConfig};
 use crate::policy::{ContentClass, Tier};
 
@@ -236,6 +238,8 @@ pub fn validate(
         }
     }
 
+    let state = validate_state::state(&raw.state, env, &mut problems);
+
     match (problems.0.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
             server,
@@ -247,6 +251,7 @@ pub fn validate(
             detector,
             detect,
             audit,
+            state,
             source,
             file_digest: None,
         }),

@@ -39,6 +39,9 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_shed_total", "counter", &["scope", "upstream"]),
     ("tierwise_upstream_in_flight", "gauge", &["upstream"]),
     ("tierwise_circuit_open", "gauge", &["upstream"]),
+    ("tierwise_state_up", "gauge", &[]),
+    ("tierwise_state_errors_total", "counter", &["operation"]),
+    ("tierwise_state_fallbacks_total", "counter", &["on_error"]),
 ];
 
 /// Seconds; LLM calls range from milliseconds to minutes.
@@ -195,6 +198,20 @@ impl Metrics {
                 "Requests (scope server) or steps (scope upstream) shed by a concurrency limit",
                 &["scope", "upstream"],
             )?,
+            state_up: IntGauge::new(
+                "tierwise_state_up",
+                "1 while the state backend answers (always 1 in memory), 0 during a Redis outage",
+            )?,
+            state_errors: counter(
+                "tierwise_state_errors_total",
+                "Redis commands that failed or timed out, by operation (admit, spend)",
+                &["operation"],
+            )?,
+            state_fallbacks: counter(
+                "tierwise_state_fallbacks_total",
+                "Requests decided without Redis during an outage, by state.on_error (local, deny)",
+                &["on_error"],
+            )?,
             upstream_in_flight: IntGaugeVec::new(
                 Opts::new("tierwise_upstream_in_flight", "Calls to the upstream in progress (streams until they end)"),
                 &["upstream"],
@@ -234,6 +251,9 @@ impl Metrics {
             Box::new(m.shed.clone()),
             Box::new(m.upstream_in_flight.clone()),
             Box::new(m.circuit_open.clone()),
+            Box::new(m.state_up.clone()),
+            Box::new(m.state_errors.clone()),
+            Box::new(m.state_fallbacks.clone()),
         ];
         for collector in collectors {
             m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));

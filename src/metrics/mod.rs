@@ -48,6 +48,9 @@ pub struct Metrics {
     shed: IntCounterVec,
     upstream_in_flight: IntGaugeVec,
     circuit_open: IntGaugeVec,
+    state_up: IntGauge,
+    state_errors: IntCounterVec,
+    state_fallbacks: IntCounterVec,
     /// Every family's name, as registered.
     names: Vec<String>,
 }
@@ -227,6 +230,21 @@ impl Metrics {
     /// A client key's rate limit refused a request.
     pub fn rate_limited(&self, profile: &str, limit: &'static str) {
         self.rate_limited.with_label_values(&[profile, limit]).inc();
+    }
+
+    /// Whether the state backend answers now.
+    pub fn state_up(&self, up: bool) {
+        self.state_up.set(i64::from(up));
+    }
+
+    /// A Redis command failed or timed out.
+    pub fn state_error(&self, operation: &'static str) {
+        self.state_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// A request was decided without Redis, by `state.on_error`.
+    pub fn state_fallback(&self, on_error: &'static str) {
+        self.state_fallbacks.with_label_values(&[on_error]).inc();
     }
 
     /// `server.max_concurrent_requests` shed a request (`upstream: None`), or an

@@ -412,3 +412,28 @@ fn the_compose_config_is_valid_and_consistent() {
         "docker-compose.yml: publish {port} on loopback"
     );
 }
+
+/// The configs of the compose `scale` profile and of deploy/kubernetes pass tierwise's
+/// own validation and keep their rate limits in Redis.
+#[test]
+fn the_scaled_and_kubernetes_configs_are_valid_and_share_state_in_redis() {
+    let dir = std::env::temp_dir().join(format!("tierwise-deploy-scaled-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let env = |name: &str| match name {
+        "TIERWISE_REDIS_PASSWORD" | "TIERWISE_CLIENT_KEY" => Some(format!("test-{name}")),
+        _ => None,
+    };
+    for (path, url) in [
+        ("deploy/tierwise/tierwise-scaled.toml", "redis://redis:6379/0"),
+        ("deploy/kubernetes/tierwise.toml", "redis://redis.tierwise.svc:6379/0"),
+    ] {
+        let toml = repo_file(path).replace("/var/lib/tierwise/", &format!("{}/", dir.display()));
+        let config = tierwise::config::load_from_str(&toml, &env).unwrap_or_else(|e| panic!("{path}: {e}"));
+        match &config.state {
+            tierwise::config::StateConfig::Redis(redis) => assert_eq!(redis.url, url, "{path}"),
+            other => panic!("{path}: [state] is {other:?}, not Redis"),
+        }
+        assert!(!config.server.listen.ip().is_loopback(), "{path}: a replica listens on all interfaces");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -37,6 +37,7 @@ mod scored;
 mod scored_real;
 mod sdk;
 mod slow_clients;
+mod state;
 mod streaming;
 mod verify;
 mod verify_e2e;

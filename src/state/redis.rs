@@ -1,0 +1,162 @@
+//! The Redis side of the shared state: one multiplexed connection (redis-rs's
+//! `ConnectionManager`, which reconnects by itself), the Lua scripts, and the outage
+//! bookkeeping. Every command is bounded by `command_timeout_ms`; a connection is made
+//! lazily, so tierwise starts (and serves, by `on_error`) while Redis is down.
+//!
+//! Keys are `{key_prefix}{what}:v{N}:{id}`; a script's arithmetic changing bumps N, so old
+//! and new replicas can run side by side during a rollout without misreading each other.
+//! Scripts run by EVALSHA and are loaded on the first NOSCRIPT (redis-rs `Script`).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{IntoConnectionInfo, Script};
+use tracing::{info, warn};
+
+use crate::config::{KeyLimits, OnStateError, RedisConfig};
+use crate::metrics::Metrics;
+
+/// A command that did not succeed in time.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("Redis did not answer within {0:?} (state.command_timeout_ms)")]
+    Timeout(Duration),
+    #[error("Redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("cannot use state.url: {0}")]
+    Config(String),
+}
+
+/// What the admit script decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admitted {
+    Yes,
+    /// Over the request limit; the bucket holds one again after this long.
+    OverRequests(Duration),
+    OverTokens(Duration),
+}
+
+pub struct RedisStore {
+    connection: ConnectionManager,
+    prefix: String,
+    command_timeout: Duration,
+    on_error: OnStateError,
+    admit: Script,
+    spend: Script,
+    /// In an outage now: the first failure logs it, the first success after logs the end.
+    down: AtomicBool,
+    metrics: Metrics,
+}
+
+impl RedisStore {
+    /// A store for `config`; no connection is made until the first command.
+    pub fn new(config: &RedisConfig, metrics: Metrics) -> Result<Self, StoreError> {
+        crate::upstream::install_crypto_provider();
+        let info = config.url.as_str().into_connection_info().map_err(|e| StoreError::Config(e.to_string()))?;
+        let mut settings = info.redis_settings().clone();
+        if let Some(username) = &config.username {
+            settings = settings.set_username(username);
+        }
+        if let Some(password) = &config.password {
+            settings = settings.set_password(password.expose());
+        }
+        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        // Commands fail fast and the manager reconnects in the background: a request
+        // never waits for more than one command timeout.
+        let manager = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_response_timeout(Some(config.command_timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_secs(1));
+        let connection = ConnectionManager::new_lazy_with_config(client, manager)?;
+        Ok(RedisStore {
+            connection,
+            prefix: config.key_prefix.clone(),
+            command_timeout: config.command_timeout,
+            on_error: config.on_error,
+            admit: Script::new(include_str!("lua/rate_admit.lua")),
+            spend: Script::new(include_str!("lua/rate_spend.lua")),
+            down: AtomicBool::new(false),
+            metrics,
+        })
+    }
+
+    pub fn on_error(&self) -> OnStateError {
+        self.on_error
+    }
+
+    /// Whether the last command failed (so the next decision may skip Redis's timeout).
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    /// Admits one request of the key with `digest` against `limits`, in one script call.
+    pub async fn admit(&self, digest: &[u8; 32], limits: KeyLimits) -> Result<Admitted, StoreError> {
+        let mut invocation = self.admit.key(self.bucket_key(digest));
+        invocation.arg(limit_arg(limits.requests_per_minute)).arg(limit_arg(limits.tokens_per_minute));
+        let mut connection = self.connection.clone();
+        let (verdict, wait_ms): (i64, i64) = self.run("admit", invocation.invoke_async(&mut connection)).await?;
+        let wait = Duration::from_millis(u64::try_from(wait_ms).unwrap_or(0));
+        Ok(match verdict {
+            1 => Admitted::OverRequests(wait),
+            2 => Admitted::OverTokens(wait),
+            _ => Admitted::Yes,
+        })
+    }
+
+    /// Charges `tokens` to the key's token bucket (`tokens_per_minute`).
+    pub async fn spend(&self, digest: &[u8; 32], tokens_per_minute: u64, tokens: u64) -> Result<(), StoreError> {
+        let mut invocation = self.spend.key(self.bucket_key(digest));
+        invocation.arg(tokens_per_minute).arg(tokens);
+        let mut connection = self.connection.clone();
+        let _level: i64 = self.run("spend", invocation.invoke_async(&mut connection)).await?;
+        Ok(())
+    }
+
+    fn bucket_key(&self, digest: &[u8; 32]) -> String {
+        let id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        format!("{}rate:v1:{id}", self.prefix)
+    }
+
+    /// Runs one command under the command timeout, and keeps the outage bookkeeping.
+    async fn run<T>(
+        &self,
+        operation: &'static str,
+        command: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, StoreError> {
+        let result = match tokio::time::timeout(self.command_timeout, command).await {
+            Err(_) => Err(StoreError::Timeout(self.command_timeout)),
+            Ok(result) => result.map_err(StoreError::from),
+        };
+        match &result {
+            Ok(_) => {
+                if self.down.swap(false, Ordering::Relaxed) {
+                    info!("state: Redis answers again; rate limits are shared again");
+                    self.metrics.state_up(true);
+                }
+            }
+            Err(err) => {
+                self.metrics.state_error(operation);
+                if !self.down.swap(true, Ordering::Relaxed) {
+                    let policy = match self.on_error {
+                        OnStateError::Local => {
+                            "state.on_error = \"local\": each replica counts on its own until it is back"
+                        }
+                        OnStateError::Deny => {
+                            "state.on_error = \"deny\": requests with limits get 503 until it is back"
+                        }
+                    };
+                    warn!("state: Redis is unreachable ({err}); {policy}");
+                    self.metrics.state_up(false);
+                }
+            }
+        }
+        result
+    }
+}
+
+/// A per-minute limit as the scripts take it: -1 for none.
+fn limit_arg(limit: Option<u64>) -> i64 {
+    limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
+}
