@@ -15,6 +15,10 @@ Environment (all optional):
   QUIET_WAIT_S=120          longest wait for the machine to calm down before a run or a retry
   TIERWISE_BIN              the tierwise binary to measure (default target/release/tierwise):
                             e.g. an older commit's build, to compare two versions
+  BENCH_STATE               unset: no client keys. memory | redis: every request carries a client key
+                            with rate limits it never reaches, kept in tierwise's memory or in a
+                            redis-server this script starts: what the shared state costs per
+                            request (bench/README.md, "Shared state")
 
 Python 3.11 standard library only. Every process it starts is stopped in a finally block;
 everything listens and connects on 127.0.0.1 only; every loop is bounded.
@@ -94,6 +98,39 @@ def healthz_ok(port: int) -> bool:
         conn.close()
 
 
+BENCH_KEY = "bench-client-key"
+
+
+def state_config(procs: Procs, state: str, workdir: pathlib.Path) -> str:
+    """The client key every request carries (rate limits it never reaches, so admission
+    takes its one state round trip and the answer its token charge), and for `redis` the
+    [state] section, with a redis-server started for it."""
+    import hashlib
+    digest = hashlib.sha256(BENCH_KEY.encode()).hexdigest()
+    key = (f'\n[[keys]]\nkey_sha256 = "{digest}"\nprofile = "default"\n'
+           f"requests_per_minute = 1000000000\ntokens_per_minute = 1000000000000\n")
+    if state == "memory":
+        return key
+    if state != "redis":
+        raise SystemExit(f"BENCH_STATE must be memory or redis, not {state!r}")
+    port = free_port()
+    log = open(workdir / "redis.log", "ab")
+    procs.start(["redis-server", "--port", str(port), "--bind", HOST, "--save", "", "--appendonly", "no"],
+                stdout=log, stderr=log)
+    log.close()
+    deadline = time.perf_counter() + READY_TIMEOUT_S
+    while subprocess.run(["redis-cli", "-h", HOST, "-p", str(port), "ping"], capture_output=True,
+                         text=True).stdout.strip() != "PONG":
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"redis-server did not answer PING within {READY_TIMEOUT_S} s")
+        time.sleep(HEALTH_POLL_S)
+    return f'\n[state]\nbackend = "redis"\nurl = "redis://{HOST}:{port}/0"\n' + key
+
+
+def auth_args() -> list[str]:
+    return ["-H", f"authorization: Bearer {BENCH_KEY}"] if os.environ.get("BENCH_STATE") else []
+
+
 def start_tierwise(procs: Procs, upstream_port: int, workdir: pathlib.Path) -> tuple[subprocess.Popen, int, float]:
     """Starts tierwise; returns (process, port, seconds from spawn to the first 200 on /healthz)."""
     port = free_port()
@@ -114,6 +151,10 @@ name = "bench"
 chain = ["bench"]
 """
     )
+    state = os.environ.get("BENCH_STATE")
+    if state:
+        with config.open("a") as f:
+            f.write(state_config(procs, state, workdir))
     env = dict(os.environ, TIERWISE_LOG="warn")
     env.pop("TIERWISE_CONFIG", None)
     # TIERWISE_WORKERS=N: tierwise's tokio worker threads (TOKIO_WORKER_THREADS), for it only.
@@ -182,7 +223,7 @@ def run_oha(url: str, mode: str, rate: int, cfg: dict) -> dict:
     duration, duration_s = cfg["duration"], cfg["duration_s"]
     connections = oha_connections(rate, expected_response_s(mode, cfg))
     args = ["oha", "-z", duration, "-q", str(rate), "--latency-correction", "--no-tui", "--output-format", "json",
-            "-c", str(connections), "-w", "-m", "POST", "-H", "content-type: application/json",
+            "-c", str(connections), "-w", "-m", "POST", "-H", "content-type: application/json", *auth_args(),
             "-d", BODIES[mode], url]
     timeout = duration_s + 60
     out = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
@@ -216,7 +257,7 @@ def run_oha(url: str, mode: str, rate: int, cfg: dict) -> dict:
 
 def warm_up(url: str, mode: str) -> None:
     args = ["oha", "-n", "300", "-c", "10", "--no-tui", "--output-format", "json", "-m", "POST",
-            "-H", "content-type: application/json", "-d", BODIES[mode], url]
+            "-H", "content-type: application/json", *auth_args(), "-d", BODIES[mode], url]
     subprocess.run(args, capture_output=True, text=True, timeout=120, check=True)
 
 

@@ -25,7 +25,7 @@ use crate::config::Config;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 use crate::shutdown::CancellationToken;
-use crate::state::{RateLimits, StoreError};
+use crate::state::{Budgets, RateLimits, RedisStore, StoreError};
 use crate::upstream::{BuildError, Replay, Upstreams};
 use crate::warmth::{Probers, Warmth};
 
@@ -42,8 +42,13 @@ pub struct Generation {
 }
 
 impl Generation {
-    fn build(config: Config, metrics: &Metrics, replay: Option<&Arc<Replay>>) -> Result<Self, BuildError> {
-        let upstreams = Upstreams::replaying(&config, replay.cloned())?;
+    fn build(
+        config: Config,
+        metrics: &Metrics,
+        replay: Option<&Arc<Replay>>,
+        shared: Option<&Arc<RedisStore>>,
+    ) -> Result<Self, BuildError> {
+        let upstreams = Upstreams::replaying(&config, replay.cloned(), shared.cloned())?;
         let warmth = Warmth::new(&config, metrics.clone())?;
         let loaded_at_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
         Ok(Generation { config: Arc::new(config), upstreams: Arc::new(upstreams), warmth, loaded_at_unix })
@@ -79,6 +84,10 @@ pub struct AppState {
     pub admission: Arc<Admission>,
     /// Per-key rate limits, in memory or in Redis (`[state]`); kept across reloads.
     pub rate_limits: Arc<RateLimits>,
+    /// Spend budgets of keys and profiles, in memory or in Redis; kept across reloads.
+    pub budgets: Arc<Budgets>,
+    /// The Redis of `[state] backend = "redis"`: rate limits, budgets, circuits.
+    shared: Option<Arc<RedisStore>>,
     /// The root of the shutdown tree: cancelled on SIGINT or SIGTERM (or by a test).
     pub shutdown: CancellationToken,
     /// The warmth probers of the current generation: restarted on reload, stopped with
@@ -104,12 +113,16 @@ impl AppState {
         };
         let server = &config.server;
         let admission = Admission::new(server.max_concurrent_requests, server.queue_limit, server.queue_wait);
-        let rate_limits = RateLimits::new(&config.state, metrics.clone())?;
-        let generation = Generation::build(config, &metrics, replay.as_ref())?;
+        let shared = crate::state::connect(&config.state, &metrics)?;
+        let rate_limits = RateLimits::new(shared.clone(), metrics.clone());
+        let budgets = Budgets::new(shared.clone(), metrics.clone());
+        let generation = Generation::build(config, &metrics, replay.as_ref(), shared.as_ref())?;
         Ok(AppState {
             generation: Arc::new(RwLock::new(Arc::new(generation))),
             admission: Arc::new(admission),
             rate_limits: Arc::new(rate_limits),
+            budgets: Arc::new(budgets),
+            shared,
             metrics,
             audit: Arc::new(audit),
             shutdown: CancellationToken::new(),
@@ -130,6 +143,18 @@ impl AppState {
             old.stop().await;
         }
         *probers = Some(self.generation().warmth.start(self.shutdown.child_token()));
+    }
+
+    /// Listens, until shutdown, for what the other replicas say about circuits (shared
+    /// state only).
+    pub fn start_fleet_listener(&self) {
+        let Some(shared) = self.shared.clone() else { return };
+        let state = self.clone();
+        tokio::spawn(shared.listen(self.shutdown.child_token(), move |upstream, news| {
+            if let Some(upstream) = state.generation().upstreams.get(upstream) {
+                upstream.fleet_said(news);
+            }
+        }));
     }
 
     /// Stops the warmth probers and waits until no probe is in flight.
@@ -153,7 +178,8 @@ impl AppState {
         config.server = old.config.server.clone();
         config.audit = old.config.audit.clone();
         config.state = old.config.state.clone();
-        let generation = Arc::new(Generation::build(config, &self.metrics, self.replay.as_ref())?);
+        let generation =
+            Arc::new(Generation::build(config, &self.metrics, self.replay.as_ref(), self.shared.as_ref())?);
         let mut probers = self.probers.lock().await;
         if let Some(old) = probers.take() {
             old.stop().await;

@@ -148,6 +148,8 @@ impl ApiError {
             ApiError::Forbidden { .. } => "permission_error",
             ApiError::RequestTimeout(_) | ApiError::BodyTimeout(_) => "timeout_error",
             ApiError::Rejected(r) => r.kind.as_deref().unwrap_or("invalid_request_error"),
+            // Over a spend budget (`budget_exceeded`): the SDKs' rate-limit error.
+            ApiError::Exhausted { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             ApiError::Exhausted { .. } => "upstream_error",
             ApiError::Overloaded { status, .. } if *status == StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
             ApiError::Overloaded { .. } => "overloaded_error",

@@ -27,6 +27,7 @@ pub async fn serve(listener: TcpListener, state: AppState) -> std::io::Result<()
         tokio::spawn(serve_connections(listener, router, server_config.clone(), shutdown.child_token()));
     }
     state.start_probers().await;
+    state.start_fleet_listener();
     let watcher = crate::reload::watch(state.clone());
     let server = serve_connections(listener, build_router(state.clone()), server_config, shutdown.clone());
     let grace_over = async {

@@ -22,7 +22,7 @@ use crate::error::ApiError;
 use crate::escalate::{self, Progress, Trail};
 use crate::openai::ChatRequest;
 use crate::policy::{self, Classification, PlanRequest, Source};
-use crate::state::Refusal;
+use crate::state::{budgets, Refusal};
 
 pub async fn chat_completions(
     State(state): State<AppState>,
@@ -95,10 +95,12 @@ pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response 
     // Read only if the request is dropped mid-run: for its record and its tokens.
     let progress = (state.audit.enabled() || tokens_limited).then(Progress::default);
     let may_buffer = request.is_stream() && (0..plan.steps.len()).any(|i| escalate::is_verified(&config, &plan, i));
+    let budget = budget_hold(&state, &config, &caller);
     let job = Job {
         id,
         wire,
         state: state.clone(),
+        budget,
         caller,
         request: Arc::new(request),
         plan: Arc::new(plan),
@@ -262,4 +264,17 @@ pub fn task_name<'a>(headers: &'a HeaderMap, request: &'a ChatRequest) -> Result
             )
         }),
     }
+}
+
+/// The request's spend budgets — its key's and its profile's — or `None` if it has none.
+fn budget_hold(state: &AppState, config: &Config, caller: &Caller) -> Option<Arc<budgets::Hold>> {
+    let now = budgets::now_unix();
+    let profile = &caller.profile;
+    let mut limits = budgets::Limit::of("profile", &profile.name, &profile.name, profile.budget, now);
+    let key = caller.key.and_then(|key| config.auth.keys.iter().find(|k| k.digest == key.digest));
+    if let Some(key) = key.filter(|k| !k.budget.is_unlimited()) {
+        let id: String = key.digest.iter().map(|b| format!("{b:02x}")).collect();
+        limits.extend(budgets::Limit::of("key", &key.name, &id, key.budget, now));
+    }
+    budgets::Hold::new(state.budgets.clone(), limits)
 }

@@ -11,7 +11,7 @@ use http::StatusCode;
 use crate::app::Generation;
 use crate::error::ApiError;
 use crate::escalate::{RunError, Trail};
-use crate::policy::{self, Locale};
+use crate::policy::{self, Locale, SkipReason};
 use crate::upstream::{Failure, UpstreamError};
 
 /// The error a failed run answers with.
@@ -57,6 +57,18 @@ fn exhausted(task: &str, trail: &Trail, last: Option<&UpstreamError>, locale: Lo
         };
     }
     let skipped = serde_json::to_value(trail.views(locale)).ok();
+    // A paid step skipped for its budget: nothing is left until the budget resets.
+    let over_budget =
+        trail.skips().filter(|s| s.why.reason() == SkipReason::Budget).filter_map(|s| s.why.retry_after()).max();
+    if let Some(resets_in) = over_budget {
+        return ApiError::Exhausted {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            code: "budget_exceeded",
+            message: lines.join("\n"),
+            skipped,
+            retry_after: Some(resets_in),
+        };
+    }
     // A step skipped only for now (busy, circuit open): come back when it may run.
     let retry_after = trail.skips().filter_map(|s| s.why.retry_after()).min();
     ApiError::Exhausted { status, code, message: lines.join("\n"), skipped, retry_after }

@@ -13,6 +13,7 @@ use crate::metrics::InFlight;
 use crate::openai::ChatRequest;
 use crate::policy::{Classification, ContentClass, Plan};
 use crate::record::{Answered, Ending, Planned, RequestRecord};
+use crate::state::budgets::{micro_usd, Hold};
 use crate::upstream::Reply;
 
 /// Which API the client spoke: the run is the same, the response is written in its
@@ -52,6 +53,9 @@ pub struct Job {
     pub progress: Option<Progress>,
     /// Held until the response is done — for a stream, until its body ends.
     pub guards: Option<Guards>,
+    /// The spend budgets the request falls under; settled when the last holder drops it
+    /// (a passed-through stream holds it until its body ends).
+    pub budget: Option<Arc<Hold>>,
 }
 
 /// What a request holds until its response is done: its place in
@@ -66,6 +70,7 @@ impl Job {
     pub fn run(&self) -> impl std::future::Future<Output = escalate::Outcome> + Send + 'static {
         let (generation, request, plan) = (self.caller.generation.clone(), self.request.clone(), self.plan.clone());
         let (profile, deadline, progress) = (self.caller.profile.clone(), self.deadline, self.progress.clone());
+        let budget = self.budget.clone();
         let responses = match &self.wire {
             Wire::Responses { body, .. } => Some(body.clone()),
             Wire::Chat | Wire::Embeddings => None,
@@ -85,6 +90,7 @@ impl Job {
                 progress: progress.as_ref(),
                 endpoint,
                 responses: responses.as_deref(),
+                budget: budget.as_deref(),
             };
             escalate::run(&ctx, &plan).await
         }
@@ -119,6 +125,15 @@ impl Job {
     ) {
         if let Some(key) = self.caller.key {
             self.state.rate_limits.spend_tokens(key, trail.tokens().total());
+        }
+        if let Some(budget) = &self.budget {
+            let config = &self.caller.generation.config;
+            for attempt in trail.attempts() {
+                let price = config.models.get(&attempt.model).and_then(|m| m.price);
+                if let (Some(price), Some(tokens)) = (price, attempt.tokens) {
+                    budget.spent(&attempt.model, micro_usd(price.cost(tokens.prompt, tokens.completion)));
+                }
+            }
         }
         let planned = Planned {
             plan: &self.plan,

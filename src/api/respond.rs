@@ -243,10 +243,16 @@ fn passthrough(
         let limits = job.state.rate_limits.clone();
         StreamCharge::new(move |tokens| limits.spend_tokens(key, tokens), prompt_bytes)
     });
+    // The stream's cost settles its budget reservation; the budget is held until it ends.
+    let budget = job.budget.clone();
     let mut count_usage = move |events: &Bytes| {
         let usage = read_usage(events);
         if let Some(usage) = usage {
             metrics.tokens_used(&config, tier, &model, usage.prompt, usage.completion);
+            let price = config.models.get(&model).and_then(|m| m.price);
+            if let (Some(budget), Some(price)) = (&budget, price) {
+                budget.spent(&model, crate::state::budgets::micro_usd(price.cost(usage.prompt, usage.completion)));
+            }
             if tier < Tier::Cloud {
                 metrics.cost_avoided(&config, &task, usage.prompt, usage.completion);
             }

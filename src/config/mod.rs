@@ -330,6 +330,21 @@ pub struct Profile {
     pub task_overrides: BTreeMap<String, Tier>,
     pub fallback_to_rules_on_error: bool,
     pub locale: Locale,
+    /// What all the profile's callers may spend together.
+    pub budget: BudgetConfig,
+}
+
+/// Spend budgets in USD per UTC day and calendar month; `None` is no budget.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct BudgetConfig {
+    pub daily_usd: Option<f64>,
+    pub monthly_usd: Option<f64>,
+}
+
+impl BudgetConfig {
+    pub fn is_unlimited(&self) -> bool {
+        self.daily_usd.is_none() && self.monthly_usd.is_none()
+    }
 }
 
 impl Profile {
@@ -343,6 +358,7 @@ impl Profile {
             task_overrides: BTreeMap::new(),
             fallback_to_rules_on_error: false,
             locale: Locale::En,
+            budget: BudgetConfig::default(),
         }
     }
 
@@ -363,6 +379,9 @@ pub struct AuthConfig {
 #[derive(Clone)]
 pub struct ClientKey {
     pub digest: [u8; 32],
+    /// Its name in metrics and messages (`name`, else its `key_env`).
+    pub name: String,
+    pub budget: BudgetConfig,
     pub profile: String,
     pub admin: bool,
     pub limits: KeyLimits,
@@ -384,6 +403,7 @@ impl KeyLimits {
 impl fmt::Debug for ClientKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ClientKey")
+            .field("name", &self.name)
             .field("profile", &self.profile)
             .field("admin", &self.admin)
             .field("limits", &self.limits)

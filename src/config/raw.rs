@@ -364,6 +364,10 @@ pub struct RawProfile {
     pub fallback_to_rules_on_error: Option<bool>,
     /// Language of error messages when the request has no `Accept-Language`: `en`, `de`.
     pub locale: Option<String>,
+    /// Spend budget of all the profile's callers together, USD per UTC day. Default none.
+    pub budget_usd_daily: Option<f64>,
+    /// The same per UTC calendar month.
+    pub budget_usd_monthly: Option<f64>,
 }
 
 /// `[auth]`: who may call tierwise.
@@ -398,6 +402,13 @@ pub struct RawKey {
     /// Tokens (prompt + completion, as the upstreams report them) this key may use per
     /// minute. Absent: no limit.
     pub tokens_per_minute: Option<u64>,
+    /// The key's name in metrics and messages. Default: its key_env, or `key-` and the
+    /// first 8 hex digits of its digest.
+    pub name: Option<String>,
+    /// Spend budget of this key, USD per UTC day. Default none.
+    pub budget_usd_daily: Option<f64>,
+    /// The same per UTC calendar month.
+    pub budget_usd_monthly: Option<f64>,
 }
 
 /// `[detect]`: the built-in sensitive-content detector.

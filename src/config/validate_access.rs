@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use super::raw::{RawAuth, RawConfig, RawProfile};
 use super::validate::Problems;
-use super::{AuthConfig, ClientKey, KeyLimits, Profile};
+use super::{AuthConfig, BudgetConfig, ClientKey, KeyLimits, Profile};
 use crate::policy::{Locale, Tier};
 
 pub(super) fn profiles(raw: &RawConfig, problems: &mut Problems) -> BTreeMap<String, Arc<Profile>> {
@@ -60,7 +60,22 @@ fn profile(name: &str, raw: &RawProfile, config: &RawConfig, problems: &mut Prob
         task_overrides,
         fallback_to_rules_on_error: raw.fallback_to_rules_on_error.unwrap_or(false),
         locale,
+        budget: budget(&path, raw.budget_usd_daily, raw.budget_usd_monthly, problems),
     }
+}
+
+/// `budget_usd_daily` / `budget_usd_monthly` of a key or profile at `path`.
+fn budget(path: &str, daily: Option<f64>, monthly: Option<f64>, problems: &mut Problems) -> BudgetConfig {
+    let mut check = |key: &str, usd: Option<f64>| {
+        let usd = usd?;
+        if usd.is_finite() && usd >= 0.0 {
+            Some(usd)
+        } else {
+            problems.hint(format!("{path}.{key}"), format!("{usd} is not an amount"), "USD, zero or more, e.g. 5.0");
+            None
+        }
+    };
+    BudgetConfig { daily_usd: check("budget_usd_daily", daily), monthly_usd: check("budget_usd_monthly", monthly) }
 }
 
 /// A tier name where any tier (including `none`) is meaningful.
@@ -137,7 +152,12 @@ pub(super) fn auth(
             requests_per_minute: per_minute(&path, "requests_per_minute", key.requests_per_minute, problems),
             tokens_per_minute: per_minute(&path, "tokens_per_minute", key.tokens_per_minute, problems),
         };
-        keys.push(ClientKey { digest, profile, admin: key.admin.unwrap_or(false), limits });
+        let name = key.name.clone().or_else(|| key.key_env.clone()).unwrap_or_else(|| {
+            let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+            format!("key-{hex}")
+        });
+        let budget = budget(&path, key.budget_usd_daily, key.budget_usd_monthly, problems);
+        keys.push(ClientKey { digest, name, budget, profile, admin: key.admin.unwrap_or(false), limits });
     }
     if required && raw.keys.is_empty() {
         problems.hint(

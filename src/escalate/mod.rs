@@ -81,6 +81,8 @@ pub struct RunContext<'a> {
     /// A Responses request as the client sent it: a step on an upstream with
     /// `responses = "native"` whose answer is not verified gets it as it is.
     pub responses: Option<&'a serde_json::Map<String, serde_json::Value>>,
+    /// The spend budgets a paid step reserves its estimated cost against.
+    pub budget: Option<&'a crate::state::budgets::Hold>,
 }
 
 impl RunContext<'_> {

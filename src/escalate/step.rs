@@ -14,6 +14,7 @@ use super::{Guard, RunContext, Trail, Verdict};
 use crate::config::UpstreamConfig;
 use crate::openai::responses::native;
 use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier, Why};
+use crate::state::budgets::{micro_usd, Hold};
 use crate::upstream::{Endpoint, Failure, Reply, Slot, Upstream, UpstreamError};
 use crate::warmth::cold_start_fits;
 
@@ -103,6 +104,27 @@ pub fn ready<'a>(
     Ok(Ready { step, upstream, body, endpoint, warm, verified })
 }
 
+/// A paid step's estimated cost, reserved against the request's budgets: the prompt's
+/// text at 4 bytes a token, and `max_tokens` (else 1,024) of completion. `Ok(Some(hold))`
+/// when reserved, `Ok(None)` when the step is free or the request has no budget.
+async fn reserve_budget<'a>(ctx: &RunContext<'a>, ready: &Ready<'_>) -> Result<Option<&'a Hold>, Why> {
+    let Some(hold) = ctx.budget else { return Ok(None) };
+    let price = ctx.config.models.get(&ready.step.model).and_then(|m| m.price);
+    let Some(price) = price.filter(|p| p.input_usd_per_mtok > 0.0 || p.output_usd_per_mtok > 0.0) else {
+        return Ok(None);
+    };
+    let prompt = ctx.request.texts().map(|(_, text)| text.len() as u64).sum::<u64>() / 4;
+    let completion = ["/max_completion_tokens", "/max_tokens", "/max_output_tokens"]
+        .iter()
+        .find_map(|field| ctx.request.field(field).and_then(serde_json::Value::as_u64))
+        .unwrap_or(DEFAULT_COMPLETION_ESTIMATE);
+    hold.reserve(&ready.step.model, micro_usd(price.cost(prompt, completion))).await?;
+    Ok(Some(hold))
+}
+
+/// Completion tokens a paid step reserves for when the request sets no `max_tokens`.
+const DEFAULT_COMPLETION_ESTIMATE: u64 = 1_024;
+
 /// Waits for a place at the upstream, then calls it, retrying what may succeed on a
 /// second try; each failed try is an attempt in the trail. `Err` when no place freed up.
 pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &mut Trail) -> Result<Called, Why> {
@@ -110,14 +132,21 @@ pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &
     if let Some(reply) = upstream.replayed(ready.endpoint, &ready.body, ctx.request.is_stream()).await {
         return Ok(Called { started: Instant::now(), reply: Ok(reply) });
     }
-    let slot = upstream.reserve(ctx.deadline).await.map_err(|busy| Why::Busy {
-        upstream: step.upstream.clone(),
-        max: busy.max,
-        waited: busy.waited,
-    })?;
+    let budgeted = reserve_budget(ctx, ready).await?;
+    let slot = match upstream.reserve(ctx.deadline).await {
+        Ok(slot) => slot,
+        Err(busy) => {
+            budgeted.inspect(|hold| hold.spent(&step.model, 0));
+            return Err(Why::Busy { upstream: step.upstream.clone(), max: busy.max, waited: busy.waited });
+        }
+    };
     let called = with_retries(ctx, plan, ready, &slot, trail).await;
     // A stream holds its own clone of the slot until it ends.
     drop(slot);
+    if let (Some(hold), Err(_)) = (budgeted, &called.reply) {
+        // No answer, nothing to pay for.
+        hold.spent(&step.model, 0);
+    }
     if called.reply.is_ok() {
         ctx.warmth.mark_warm(&step.upstream, &step.upstream_model);
     }

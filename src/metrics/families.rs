@@ -42,6 +42,8 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_state_up", "gauge", &[]),
     ("tierwise_state_errors_total", "counter", &["operation"]),
     ("tierwise_state_fallbacks_total", "counter", &["on_error"]),
+    ("tierwise_spend_usd_total", "counter", &["scope", "name"]),
+    ("tierwise_budget_remaining_usd", "gauge", &["scope", "name", "period"]),
 ];
 
 /// Seconds; LLM calls range from milliseconds to minutes.
@@ -204,13 +206,27 @@ impl Metrics {
             )?,
             state_errors: counter(
                 "tierwise_state_errors_total",
-                "Redis commands that failed or timed out, by operation (admit, spend)",
+                "Redis commands that failed or timed out, by operation (admit, spend, budget, circuit)",
                 &["operation"],
             )?,
             state_fallbacks: counter(
                 "tierwise_state_fallbacks_total",
                 "Requests decided without Redis during an outage, by state.on_error (local, deny)",
                 &["on_error"],
+            )?,
+            spend: CounterVec::new(
+                Opts::new(
+                    "tierwise_spend_usd_total",
+                    "USD spent at the configured prices by keys and profiles with a budget (scope key or profile, name from config)",
+                ),
+                &["scope", "name"],
+            )?,
+            budget_remaining: GaugeVec::new(
+                Opts::new(
+                    "tierwise_budget_remaining_usd",
+                    "USD left in a key's or profile's budget in its current period (daily, monthly), as last seen",
+                ),
+                &["scope", "name", "period"],
             )?,
             upstream_in_flight: IntGaugeVec::new(
                 Opts::new("tierwise_upstream_in_flight", "Calls to the upstream in progress (streams until they end)"),
@@ -254,6 +270,8 @@ impl Metrics {
             Box::new(m.state_up.clone()),
             Box::new(m.state_errors.clone()),
             Box::new(m.state_fallbacks.clone()),
+            Box::new(m.spend.clone()),
+            Box::new(m.budget_remaining.clone()),
         ];
         for collector in collectors {
             m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));

@@ -51,6 +51,8 @@ pub struct Metrics {
     state_up: IntGauge,
     state_errors: IntCounterVec,
     state_fallbacks: IntCounterVec,
+    spend: CounterVec,
+    budget_remaining: GaugeVec,
     /// Every family's name, as registered.
     names: Vec<String>,
 }
@@ -240,6 +242,16 @@ impl Metrics {
     /// A Redis command failed or timed out.
     pub fn state_error(&self, operation: &'static str) {
         self.state_errors.with_label_values(&[operation]).inc();
+    }
+
+    /// A request under a budget spent `usd`.
+    pub fn spend(&self, scope: &str, name: &str, usd: f64) {
+        self.spend.with_label_values(&[scope, name]).inc_by(usd);
+    }
+
+    /// What is left of a budget in its period.
+    pub fn budget_left(&self, scope: &str, name: &str, period: &str, usd: f64) {
+        self.budget_remaining.with_label_values(&[scope, name, period]).set(usd);
     }
 
     /// A request was decided without Redis, by `state.on_error`.

@@ -28,6 +28,8 @@ pub enum SkipReason {
     NoTiersConfigured,
     /// The profile's `task_overrides` pins the task to another tier.
     Overridden,
+    /// A paid step would overrun a key's or profile's spend budget.
+    Budget,
 }
 
 impl SkipReason {
@@ -43,6 +45,7 @@ impl SkipReason {
             SkipReason::NotAllowed => "not_allowed",
             SkipReason::NoTiersConfigured => "no_tiers_configured",
             SkipReason::Overridden => "overridden",
+            SkipReason::Budget => "budget",
         }
     }
 }
@@ -139,6 +142,20 @@ pub enum Why {
         expected_load: std::time::Duration,
         remaining: std::time::Duration,
     },
+    /// A paid step whose estimated cost would overrun a spend budget.
+    OverBudget {
+        /// `key` or `profile`.
+        scope: &'static str,
+        name: String,
+        /// `daily` or `monthly`.
+        period: &'static str,
+        budget_micro_usd: i64,
+        /// When the period ends (unix seconds).
+        resets_at: u64,
+    },
+    /// The shared state that keeps the budgets cannot be reached, and
+    /// `state.on_error = "deny"`.
+    BudgetUnknown,
     Failed {
         upstream: String,
         /// What failed, without the upstream's own words.
@@ -154,6 +171,11 @@ impl Why {
         match self {
             Why::Busy { .. } => Some(std::time::Duration::from_secs(1)),
             Why::CircuitOpen { remaining, .. } => Some(*remaining),
+            Why::OverBudget { resets_at, .. } => {
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+                Some(std::time::Duration::from_secs(resets_at.saturating_sub(now.as_secs()).max(1)))
+            }
+            Why::BudgetUnknown => Some(std::time::Duration::from_secs(1)),
             _ => None,
         }
     }
@@ -170,6 +192,7 @@ impl Why {
             Why::MissingKey { .. } | Why::CircuitOpen { .. } | Why::Busy { .. } => SkipReason::NotAvailable,
             Why::Unreachable { .. } | Why::TooCold { .. } => SkipReason::NotReady,
             Why::Failed { .. } => SkipReason::RuntimeError,
+            Why::OverBudget { .. } | Why::BudgetUnknown => SkipReason::Budget,
         }
     }
 
@@ -262,6 +285,20 @@ impl Why {
                 format!("{:.1}", expected_load.as_secs_f64()).replace('.', ","),
                 format!("{:.1}", remaining.as_secs_f64()).replace('.', ",")
             ),
+            (Locale::En, Why::OverBudget { scope, name, period, budget_micro_usd, resets_at }) => format!(
+                "over the {period} budget of ${} of {scope} \"{name}\" (budget_usd_{period}) — it resets at {}; local and free steps still answer",
+                usd(*budget_micro_usd, '.'),
+                crate::state::rfc3339_day(*resets_at)
+            ),
+            (Locale::De, Why::OverBudget { scope, name, period, budget_micro_usd, resets_at }) => format!(
+                "{} von {} $ für {} \"{name}\" ausgeschöpft (budget_usd_{period}) — es wird am {} zurückgesetzt; lokale und kostenlose Stufen antworten weiter",
+                if *period == "daily" { "Tagesbudget" } else { "Monatsbudget" },
+                usd(*budget_micro_usd, ','),
+                if *scope == "key" { "Schlüssel" } else { "Profil" },
+                crate::state::rfc3339_day(*resets_at)
+            ),
+            (Locale::En, Why::BudgetUnknown) => "spend budgets cannot be checked: the shared state (Redis) is unreachable and state.on_error = \"deny\" skips paid steps until it is back".to_string(),
+            (Locale::De, Why::BudgetUnknown) => "Budgets nicht prüfbar: der gemeinsame Zustand (Redis) ist nicht erreichbar und state.on_error = \"deny\" überspringt kostenpflichtige Stufen, bis er zurück ist".to_string(),
             (Locale::En, Why::Failed { upstream, error, said }) => {
                 format!("failed: {error}{} — check upstream \"{upstream}\"", said_suffix(said))
             }
@@ -270,6 +307,11 @@ impl Why {
             }
         }
     }
+}
+
+/// `5.00` (or `5,00`) from micro-USD.
+fn usd(micro_usd: i64, decimal: char) -> String {
+    format!("{:.2}", micro_usd as f64 / 1e6).replace('.', &decimal.to_string())
 }
 
 fn said_suffix(said: &Option<String>) -> String {

@@ -52,6 +52,7 @@ fn profile(tiers: &[Tier], consent: bool, overrides: &[(&str, Tier)]) -> Profile
         task_overrides: overrides.iter().map(|(t, tier)| (t.to_string(), *tier)).collect::<BTreeMap<_, _>>(),
         fallback_to_rules_on_error: false,
         locale: Locale::En,
+        budget: Default::default(),
     }
 }
 

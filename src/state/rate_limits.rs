@@ -10,7 +10,7 @@ use tokio::time::Instant;
 use super::redis::{Admitted, RedisStore};
 use crate::api::caller::KeyId;
 use crate::api::rate_limit::{Limit, Limited, RateLimiter};
-use crate::config::{OnStateError, StateConfig};
+use crate::config::OnStateError;
 use crate::error::ApiError;
 use crate::metrics::Metrics;
 
@@ -47,14 +47,9 @@ pub struct RateLimits {
 }
 
 impl RateLimits {
-    /// The limits of `config`; a Redis backend connects on its first command.
-    pub fn new(config: &StateConfig, metrics: Metrics) -> Result<Self, super::StoreError> {
-        let shared = match config {
-            StateConfig::Memory => None,
-            StateConfig::Redis(redis) => Some(Arc::new(RedisStore::new(redis, metrics.clone())?)),
-        };
-        metrics.state_up(true);
-        Ok(RateLimits { local: RateLimiter::default(), shared, metrics })
+    /// Limits kept in `shared` (Redis), or in this process when it is `None`.
+    pub fn new(shared: Option<Arc<RedisStore>>, metrics: Metrics) -> Self {
+        RateLimits { local: RateLimiter::default(), shared, metrics }
     }
 
     /// In memory only (tests, `tierwise eval`).

@@ -8,14 +8,19 @@
 //! Scripts run by EVALSHA and are loaded on the first NOSCRIPT (redis-rs `Script`).
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+use futures_util::StreamExt;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{IntoConnectionInfo, Script};
 use tracing::{info, warn};
 
+use super::budgets::Limit;
 use crate::config::{KeyLimits, OnStateError, RedisConfig};
 use crate::metrics::Metrics;
+use crate::shutdown::CancellationToken;
 
 /// A command that did not succeed in time.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +44,19 @@ pub enum Admitted {
 
 pub struct RedisStore {
     connection: ConnectionManager,
+    /// For the pub/sub connection circuit news arrive on.
+    client: redis::Client,
+    connect_timeout: Duration,
+    /// This replica, in the circuit messages it publishes (so it ignores its own).
+    id: u64,
+    circuit_report: Script,
     prefix: String,
     command_timeout: Duration,
     on_error: OnStateError,
     admit: Script,
     spend: Script,
+    budget_reserve: Script,
+    budget_settle: Script,
     /// In an outage now: the first failure logs it, the first success after logs the end.
     down: AtomicBool,
     metrics: Metrics,
@@ -62,6 +75,7 @@ impl RedisStore {
             settings = settings.set_password(password.expose());
         }
         let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let pubsub_client = client.clone();
         // Commands fail fast and the manager reconnects in the background: a request
         // never waits for more than one command timeout.
         let manager = ConnectionManagerConfig::new()
@@ -72,11 +86,17 @@ impl RedisStore {
         let connection = ConnectionManager::new_lazy_with_config(client, manager)?;
         Ok(RedisStore {
             connection,
+            client: pubsub_client,
+            connect_timeout: config.connect_timeout,
+            id: replica_id(),
+            circuit_report: Script::new(include_str!("lua/circuit_report.lua")),
             prefix: config.key_prefix.clone(),
             command_timeout: config.command_timeout,
             on_error: config.on_error,
             admit: Script::new(include_str!("lua/rate_admit.lua")),
             spend: Script::new(include_str!("lua/rate_spend.lua")),
+            budget_reserve: Script::new(include_str!("lua/budget_reserve.lua")),
+            budget_settle: Script::new(include_str!("lua/budget_settle.lua")),
             down: AtomicBool::new(false),
             metrics,
         })
@@ -112,6 +132,107 @@ impl RedisStore {
         let mut connection = self.connection.clone();
         let _level: i64 = self.run("spend", invocation.invoke_async(&mut connection)).await?;
         Ok(())
+    }
+
+    /// Reserves `estimate` (micro-USD) on every one of `limits`: `Ok(spent)` after it, one
+    /// per limit, or `Err(i)` for the first limit it would overrun.
+    pub async fn budget_reserve(&self, limits: &[Limit], estimate: i64) -> Result<Result<Vec<i64>, usize>, StoreError> {
+        let mut invocation = self.budget_reserve.prepare_invoke();
+        for limit in limits {
+            invocation.key(format!("{}{}", self.prefix, limit.store_key));
+        }
+        invocation.arg(estimate);
+        for limit in limits {
+            invocation.arg(limit.micro_usd);
+        }
+        for limit in limits {
+            invocation.arg(limit.ends);
+        }
+        let mut connection = self.connection.clone();
+        let reply: Vec<i64> = self.run("budget", invocation.invoke_async(&mut connection)).await?;
+        Ok(match reply.split_first() {
+            Some((0, spent)) => Ok(spent.to_vec()),
+            Some((over, _)) => Err(usize::try_from(*over - 1).unwrap_or(0).min(limits.len().saturating_sub(1))),
+            None => Ok(Vec::new()),
+        })
+    }
+
+    /// Adds `delta` (micro-USD, may be negative) to every one of `limits`; the spends after.
+    pub async fn budget_settle(&self, limits: &[Limit], delta: i64) -> Result<Vec<i64>, StoreError> {
+        let mut invocation = self.budget_settle.prepare_invoke();
+        for limit in limits {
+            invocation.key(format!("{}{}", self.prefix, limit.store_key));
+        }
+        invocation.arg(delta);
+        for limit in limits {
+            invocation.arg(limit.ends);
+        }
+        let mut connection = self.connection.clone();
+        self.run("budget", invocation.invoke_async(&mut connection)).await
+    }
+
+    /// Counts a call outcome on `upstream` with the fleet's (`lua/circuit_report.lua`).
+    pub async fn circuit_report(
+        &self,
+        upstream: &str,
+        ok: bool,
+        threshold: u32,
+        cooldown: Duration,
+    ) -> Result<i64, StoreError> {
+        let mut invocation = self.circuit_report.key(format!("{}circuit:v1:{upstream}", self.prefix));
+        invocation
+            .arg(if ok { "ok" } else { "fail" })
+            .arg(threshold)
+            .arg(u64::try_from(cooldown.as_millis()).unwrap_or(u64::MAX))
+            .arg(self.channel())
+            .arg(upstream)
+            .arg(self.id);
+        let mut connection = self.connection.clone();
+        self.run("circuit", invocation.invoke_async(&mut connection)).await
+    }
+
+    fn channel(&self) -> String {
+        format!("{}circuit:v1", self.prefix)
+    }
+
+    /// Until `stop`, passes what other replicas publish about circuits to `news`
+    /// (upstream name, what happened); reconnects after a second when Redis goes away.
+    pub async fn listen(self: Arc<Self>, stop: CancellationToken, news: impl Fn(&str, CircuitNews) + Send + 'static) {
+        while !stop.is_cancelled() {
+            let subscribed = async {
+                let mut pubsub = tokio::time::timeout(self.connect_timeout, self.client.get_async_pubsub())
+                    .await
+                    .map_err(|_| StoreError::Timeout(self.connect_timeout))??;
+                pubsub.subscribe(self.channel()).await?;
+                Ok::<_, StoreError>(pubsub)
+            };
+            let mut pubsub = tokio::select! {
+                () = stop.cancelled() => return,
+                subscribed = subscribed => match subscribed {
+                    Ok(pubsub) => pubsub,
+                    Err(_) => {
+                        tokio::select! {
+                            () = stop.cancelled() => return,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                        }
+                    }
+                },
+            };
+            let mut messages = pubsub.on_message();
+            loop {
+                let message = tokio::select! {
+                    () = stop.cancelled() => return,
+                    message = messages.next() => message,
+                };
+                let Some(message) = message else { break };
+                let Ok(text) = message.get_payload::<String>() else { continue };
+                if let Some((upstream, said, from)) = CircuitNews::parse(&text) {
+                    if from != self.id {
+                        news(upstream, said);
+                    }
+                }
+            }
+        }
     }
 
     fn bucket_key(&self, digest: &[u8; 32]) -> String {
@@ -154,6 +275,37 @@ impl RedisStore {
         }
         result
     }
+}
+
+/// What a replica published about an upstream's circuit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CircuitNews {
+    /// The fleet's failures in a row reached the threshold: open for `cooldown`.
+    Opened { cooldown: Duration, failures: u32 },
+    /// A call succeeded after failures: closed.
+    Closed,
+}
+
+impl CircuitNews {
+    /// `open NAME COOLDOWN_MS FAILURES FROM` or `close NAME 0 0 FROM`.
+    fn parse(text: &str) -> Option<(&str, CircuitNews, u64)> {
+        let mut words = text.split(' ');
+        let (kind, upstream) = (words.next()?, words.next()?);
+        let (cooldown_ms, failures): (u64, u32) = (words.next()?.parse().ok()?, words.next()?.parse().ok()?);
+        let from = words.next()?.parse().ok()?;
+        let news = match kind {
+            "open" => CircuitNews::Opened { cooldown: Duration::from_millis(cooldown_ms), failures },
+            "close" => CircuitNews::Closed,
+            _ => return None,
+        };
+        Some((upstream, news, from))
+    }
+}
+
+/// A random id for this process: the clock's nanoseconds mixed with the process id.
+fn replica_id() -> u64 {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    nanos.rotate_left(17) ^ u64::from(std::process::id()).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// A per-minute limit as the scripts take it: -1 for none.

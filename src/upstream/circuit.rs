@@ -30,11 +30,14 @@ pub struct Breaker {
     pub threshold: u32,
     pub cooldown: Duration,
     pub state: Circuit,
+    /// Opened by another replica (shared state), which probes it when the cooldown is
+    /// over: this one waits one more cooldown for that probe's outcome before probing.
+    waits_for_fleet: bool,
 }
 
 impl Breaker {
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
-        Breaker { threshold, cooldown, state: Circuit::Closed { failures: 0 } }
+        Breaker { threshold, cooldown, state: Circuit::Closed { failures: 0 }, waits_for_fleet: false }
     }
 
     /// May a call start at `now`? Moves an expired open circuit to half-open (this call
@@ -42,6 +45,11 @@ impl Breaker {
     pub fn allows_call(&mut self, now: Instant) -> Result<(), OpenCircuit> {
         match self.state {
             Circuit::Closed { .. } => Ok(()),
+            Circuit::Open { until, failures } if now >= until && self.waits_for_fleet => {
+                self.waits_for_fleet = false;
+                self.state = Circuit::Open { until: now + self.cooldown, failures };
+                Err(OpenCircuit { remaining: self.cooldown, failures })
+            }
             Circuit::Open { until, failures } if now >= until => {
                 self.state = Circuit::HalfOpen { failures };
                 Ok(())
@@ -53,6 +61,23 @@ impl Breaker {
 
     pub fn succeeded(&mut self) {
         self.state = Circuit::Closed { failures: 0 };
+        self.waits_for_fleet = false;
+    }
+
+    /// Another replica saw the fleet's `failures`-th failure in a row and opened the
+    /// circuit for `cooldown`; it probes, this one waits.
+    pub fn opened_by_fleet(&mut self, now: Instant, cooldown: Duration, failures: u32) {
+        if self.threshold == 0 {
+            return;
+        }
+        self.state = Circuit::Open { until: now + cooldown, failures };
+        self.waits_for_fleet = true;
+    }
+
+    /// Whether this replica has seen a failure since its last success (so a success
+    /// is news for the fleet).
+    pub fn has_failures(&self) -> bool {
+        !matches!(self.state, Circuit::Closed { failures: 0 })
     }
 
     pub fn failed(&mut self, now: Instant) {
@@ -107,6 +132,27 @@ mod tests {
         assert_eq!(b.allows_call(Instant::now()), Ok(()));
         b.failed(Instant::now());
         assert_eq!(b.allows_call(Instant::now()), Err(OpenCircuit { remaining: Duration::from_secs(10), failures: 2 }));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opened_by_the_fleet_it_waits_a_cooldown_for_the_fleets_probe_then_probes_itself() {
+        let mut b = Breaker::new(5, Duration::from_secs(10));
+        b.opened_by_fleet(Instant::now(), Duration::from_secs(10), 5);
+        assert_eq!(b.allows_call(Instant::now()), Err(OpenCircuit { remaining: Duration::from_secs(10), failures: 5 }));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        // The replica that opened it probes now; this one waits for that outcome.
+        assert_eq!(b.allows_call(Instant::now()), Err(OpenCircuit { remaining: Duration::from_secs(10), failures: 5 }));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        assert_eq!(b.allows_call(Instant::now()), Ok(()), "no word from the fleet: probe it here");
+        b.succeeded();
+        assert!(!b.has_failures());
+        // A close from the fleet (its probe succeeded) closes it at once.
+        b.opened_by_fleet(Instant::now(), Duration::from_secs(10), 7);
+        b.succeeded();
+        assert_eq!(b.allows_call(Instant::now()), Ok(()));
+        let mut off = Breaker::new(0, Duration::from_secs(1));
+        off.opened_by_fleet(Instant::now(), Duration::from_secs(10), 5);
+        assert_eq!(off.allows_call(Instant::now()), Ok(()), "a disabled breaker stays closed");
     }
 
     #[test]

@@ -87,6 +87,8 @@ pub struct Upstream {
     replay: Option<Arc<Replay>>,
     /// It refused a request with `n` > 1: verifiers sample with one call per answer.
     refuses_n: std::sync::atomic::AtomicBool,
+    /// The shared state its circuit is counted in with the other replicas', if any.
+    fleet: Option<Arc<crate::state::RedisStore>>,
 }
 
 /// Every upstream of a config, by name.
@@ -96,15 +98,21 @@ pub struct Upstreams {
 
 impl Upstreams {
     pub fn from_config(config: &Config) -> Result<Self, BuildError> {
-        Self::replaying(config, None)
+        Self::replaying(config, None, None)
     }
 
-    /// As [`Self::from_config`], answering from `replay` what it has seen (`tierwise eval`).
-    pub fn replaying(config: &Config, replay: Option<Arc<Replay>>) -> Result<Self, BuildError> {
+    /// As [`Self::from_config`], answering from `replay` what it has seen (`tierwise eval`),
+    /// and counting circuit failures with the fleet's in `fleet` (shared state).
+    pub fn replaying(
+        config: &Config,
+        replay: Option<Arc<Replay>>,
+        fleet: Option<Arc<crate::state::RedisStore>>,
+    ) -> Result<Self, BuildError> {
         let mut by_name = HashMap::new();
         for (name, up) in &config.upstreams {
             let mut upstream = Upstream::new(up.clone())?;
             upstream.replay = replay.clone();
+            upstream.fleet = fleet.clone();
             by_name.insert(name.clone(), Arc::new(upstream));
         }
         Ok(Upstreams { by_name })
@@ -170,6 +178,7 @@ impl Upstream {
             slots,
             replay: None,
             refuses_n: Default::default(),
+            fleet: None,
         })
     }
 
@@ -182,7 +191,6 @@ impl Upstream {
         self.breaker.lock().unwrap_or_else(|e| e.into_inner()).allows_call(tokio::time::Instant::now())
     }
 
-    /// Feeds a call's outcome to the circuit breaker.
     /// Whether it refused `n` > 1 before (see `escalate::score::sampling`).
     pub fn refuses_n(&self) -> bool {
         self.refuses_n.load(std::sync::atomic::Ordering::Relaxed)
@@ -192,13 +200,46 @@ impl Upstream {
         self.refuses_n.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Feeds a call's outcome to the circuit breaker — and, with shared state, to the
+    /// fleet's count (in the background): a failure always, a success only after
+    /// failures.
     pub fn record(&self, outcome: &Result<Reply, UpstreamError>) {
+        let report = {
+            let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+            let had_failures = breaker.has_failures();
+            match outcome {
+                Ok(_) => {
+                    breaker.succeeded();
+                    had_failures.then_some(true)
+                }
+                Err(err) if err.unhealthy() => {
+                    breaker.failed(tokio::time::Instant::now());
+                    Some(false)
+                }
+                // The upstream answered; a 4xx says nothing about its health.
+                Err(_) => {
+                    breaker.succeeded();
+                    had_failures.then_some(true)
+                }
+            }
+        };
+        if let (Some(ok), Some(fleet), Ok(runtime)) = (report, &self.fleet, tokio::runtime::Handle::try_current()) {
+            let (fleet, name) = (fleet.clone(), self.config.name.clone());
+            let (threshold, cooldown) = (self.config.circuit_failures, self.config.circuit_cooldown);
+            runtime.spawn(async move {
+                let _ = fleet.circuit_report(&name, ok, threshold, cooldown).await;
+            });
+        }
+    }
+
+    /// What another replica said about this upstream's circuit (shared state).
+    pub fn fleet_said(&self, news: crate::state::CircuitNews) {
         let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
-        match outcome {
-            Ok(_) => breaker.succeeded(),
-            Err(err) if err.unhealthy() => breaker.failed(tokio::time::Instant::now()),
-            // The upstream answered; a 4xx says nothing about its health.
-            Err(_) => breaker.succeeded(),
+        match news {
+            crate::state::CircuitNews::Opened { cooldown, failures } => {
+                breaker.opened_by_fleet(tokio::time::Instant::now(), cooldown, failures);
+            }
+            crate::state::CircuitNews::Closed => breaker.succeeded(),
         }
     }
 

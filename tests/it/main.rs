@@ -10,6 +10,7 @@ mod support;
 
 mod anthropic;
 mod audit;
+mod budgets;
 mod chain;
 mod cli;
 mod dashboard;

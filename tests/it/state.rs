@@ -3,6 +3,7 @@
 //! proxy — no panic, no stuck request, `state.on_error` followed, state converging once
 //! Redis is back. The scripts' arithmetic is in [`scripts`].
 
+mod fleet;
 mod scripts;
 
 use std::time::{Duration, Instant};
