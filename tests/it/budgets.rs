@@ -110,3 +110,32 @@ async fn in_redis_the_budget_is_the_fleets_and_survives_a_restart() {
     let spent: i64 = ::redis::cmd("GET").arg(&keys[0]).query_async(&mut connection).await.unwrap();
     assert_eq!(spent, 23_260, "micro-USD: two answers of 1,163 tokens at $10 per million");
 }
+
+#[tokio::test]
+async fn with_redis_out_budgets_are_kept_locally_or_paid_steps_are_skipped_by_on_error() {
+    let dead = dead_address().await;
+    let local = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
+    let cloud = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
+    let state = |on_error: &str| {
+        format!(
+            "[state]\nbackend = \"redis\"\nurl = \"redis://{dead}/0\"\ncommand_timeout_ms = 100\n\
+             connect_timeout_ms = 100\non_error = \"{on_error}\"\n"
+        )
+    };
+    // local: this process keeps the budget, exactly as in memory.
+    let app = app_with_budget(&local, &cloud, &state("local")).await;
+    spends_until_the_budget_is_used(&app, &local, &cloud).await;
+
+    // deny: paid steps are skipped while the budget cannot be checked; local ones answer.
+    let app = app_with_budget(&local, &cloud, &state("deny")).await;
+    let answered = ask(&app, "cloud_first", "en").await;
+    assert_eq!(answered.status(), 200);
+    assert!(header(&answered, "x-tierwise-attempts").starts_with("cloud/cloud-model:skip(budget)"));
+    let body: Value = answered.json().await.unwrap();
+    let why = body["tierwise"]["attempts"][0]["message"].as_str().unwrap();
+    assert!(why.contains("cannot be checked") && why.contains("state.on_error"), "{why}");
+    let refused = ask(&app, "paid", "en").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(header(&refused, "retry-after"), "1", "come back when the state may be back");
+    assert_eq!(cloud.calls(), 2, "only the two calls made under on_error = local");
+}

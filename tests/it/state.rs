@@ -219,3 +219,44 @@ async fn a_slow_redis_costs_at_most_the_command_timeout_then_sharing_resumes() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn a_reload_applies_new_limits_and_budgets_to_the_next_request() {
+    let redis = RedisServer::start().await;
+    let up = healthy_upstream().await;
+    let hex = |key: &[u8]| -> String { tierwise::config::sha256(key).iter().map(|b| format!("{b:02x}")).collect() };
+    let config = |limits: &str| {
+        format!(
+            "{}\n[state]\nbackend = \"redis\"\nurl = \"{}\"\n\n[[keys]]\nkey_sha256 = \"{}\"\nprofile = \"default\"\nadmin = true\n\n\
+             [[keys]]\nkey_sha256 = \"{}\"\nname = \"team\"\nprofile = \"default\"\n{limits}\n",
+            config_for(&[("local", "local", &up.base_url())], &[], ""),
+            redis.url(),
+            hex(b"admin-key"),
+            hex(b"key-a"),
+        )
+        .replace(
+            "name = \"local-upstream-model\"\n",
+            "name = \"local-upstream-model\"\nprice = { input_usd_per_mtok = 1.0, output_usd_per_mtok = 1.0 }\n",
+        )
+    };
+    let dir = std::env::temp_dir().join(format!("tierwise-state-reload-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("tierwise.toml");
+    std::fs::write(&path, config("requests_per_minute = 1\nbudget_usd_daily = 1.0")).unwrap();
+    let app = TestApp::start_file(&path, &[]).await;
+    let reload = || client().post(app.url("/v1/tierwise/reload")).bearer_auth("admin-key").send();
+
+    assert_eq!(chat_as(&app, "key-a").await.status(), 200);
+    assert_eq!(chat_as(&app, "key-a").await.status(), 429, "one a minute");
+    std::fs::write(&path, config("requests_per_minute = 1000\nbudget_usd_daily = 1.0")).unwrap();
+    assert_eq!(reload().await.unwrap().status(), 200);
+    assert_eq!(chat_as(&app, "key-a").await.status(), 200, "the new limit applies to the next request");
+
+    // A budget of nothing: the one (paid) step is skipped, the request refused.
+    std::fs::write(&path, config("requests_per_minute = 1000\nbudget_usd_daily = 0.0")).unwrap();
+    assert_eq!(reload().await.unwrap().status(), 200);
+    let refused = chat_as(&app, "key-a").await;
+    assert_eq!(refused.status(), 429);
+    assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "budget_exceeded");
+    let _ = std::fs::remove_dir_all(&dir);
+}
