@@ -77,6 +77,8 @@ pub struct RedisConfig {
     pub username: Option<String>,
     /// From `password_env`.
     pub password: Option<Secret>,
+    /// `tls_ca_file`'s PEM bytes: the roots `rediss://` trusts instead of the system's.
+    pub tls_ca: Option<Vec<u8>>,
     pub connect_timeout: Duration,
     pub command_timeout: Duration,
     pub key_prefix: String,

@@ -49,6 +49,9 @@ pub struct RawState {
     pub password_env: Option<String>,
     /// An ACL user name. Default: none (the `default` user).
     pub username: Option<String>,
+    /// A PEM file with the CA certificate(s) to trust for `rediss://` instead of the
+    /// system's roots (a private CA). Default: the system's roots.
+    pub tls_ca_file: Option<String>,
     /// Time to connect. Default 1000.
     pub connect_timeout_ms: Option<u64>,
     /// Time for one command's answer. Default 250.

@@ -262,3 +262,44 @@ fn a_native_responses_upstream_must_be_able_to_serve_it() {
     assert_eq!(paths(&problems), ["upstreams.a.responses", "upstreams.b.responses"]);
     assert!(problems[1].to_string().contains("translate (the default), native"), "{}", problems[1]);
 }
+
+#[test]
+fn state_is_validated_with_every_problem_named() {
+    let problems = problems_of(
+        r#"
+        [state]
+        backend = "redis"
+        url = "redis://user:hunter2@redis:6379/0"
+        password_env = "UNSET_REDIS_PASSWORD"
+        tls_ca_file = "/nonexistent/ca.pem"
+        on_error = "retry"
+        command_timeout_ms = 0
+        "#,
+    );
+    let found = paths(&problems);
+    for path in ["state.url", "state.password_env", "state.tls_ca_file", "state.on_error", "state.command_timeout_ms"] {
+        assert!(found.contains(&path), "{path} not reported: {problems:?}");
+    }
+    let url = problems.iter().find(|p| p.path == "state.url").map(|p| p.to_string()).unwrap_or_default();
+    assert!(url.contains("holds credentials") && !url.contains("hunter2"), "{url}");
+
+    let problems = problems_of("[state]\nbackend = \"memory\"\nurl = \"redis://redis:6379/0\"\n");
+    assert_eq!(paths(&problems), ["state.url"], "a Redis key without backend = \"redis\"");
+    let problems = problems_of("[state]\nbackend = \"etcd\"\n");
+    assert_eq!(paths(&problems), ["state.backend"]);
+    let problems = problems_of("[state]\nbackend = \"redis\"\nurl = \"http://redis:6379\"\n");
+    assert_eq!(paths(&problems), ["state.url"]);
+}
+
+#[test]
+fn a_redis_state_takes_its_password_from_the_environment() {
+    let toml = "[state]\nbackend = \"redis\"\nurl = \"rediss://redis:6380/1\"\npassword_env = \"REDIS_PW\"\non_error = \"deny\"\n";
+    let config = load_from_str(toml, &|name| (name == "REDIS_PW").then(|| "s3cret".to_string())).unwrap();
+    let StateConfig::Redis(redis) = &config.state else { panic!("not Redis: {:?}", config.state) };
+    assert_eq!(redis.url, "rediss://redis:6380/1");
+    assert_eq!(redis.password.as_ref().map(Secret::expose), Some("s3cret"));
+    assert!(!format!("{:?}", config.state).contains("s3cret"), "the password never shows in Debug");
+    assert_eq!((redis.on_error, redis.command_timeout.as_millis()), (OnStateError::Deny, 250));
+    assert_eq!(redis.key_prefix, "tierwise:");
+    assert_eq!(load_from_str("", &|_| None).unwrap().state, StateConfig::Memory, "memory by default");
+}

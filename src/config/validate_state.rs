@@ -11,6 +11,7 @@ pub(super) fn state(raw: &RawState, env: &dyn Fn(&str) -> Option<String>, proble
                 ("url", raw.url.is_some()),
                 ("password_env", raw.password_env.is_some()),
                 ("username", raw.username.is_some()),
+                ("tls_ca_file", raw.tls_ca_file.is_some()),
                 ("connect_timeout_ms", raw.connect_timeout_ms.is_some()),
                 ("command_timeout_ms", raw.command_timeout_ms.is_some()),
                 ("key_prefix", raw.key_prefix.is_some()),
@@ -79,16 +80,40 @@ fn redis(raw: &RawState, env: &dyn Fn(&str) -> Option<String>, problems: &mut Pr
             OnStateError::Local
         }
     };
+    let tls_ca = raw.tls_ca_file.as_deref().and_then(|path| {
+        if url.as_deref().is_some_and(|u| !u.starts_with("rediss://")) {
+            problems.hint("state.tls_ca_file", "is set, but state.url is not rediss://", "use rediss:// for TLS");
+        }
+        match std::fs::read(path) {
+            Ok(pem) if pem.windows(27).any(|w| w == b"-----BEGIN CERTIFICATE-----") => Some(pem),
+            Ok(_) => {
+                problems.hint(
+                    "state.tls_ca_file",
+                    format!("{path} holds no PEM certificate"),
+                    "a CA certificate in PEM",
+                );
+                None
+            }
+            Err(e) => {
+                problems.hint("state.tls_ca_file", format!("cannot read {path}: {e}"), "the CA certificate, in PEM");
+                None
+            }
+        }
+    });
     let key_prefix = raw.key_prefix.clone().unwrap_or_else(|| "tierwise:".to_string());
     if key_prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
         problems.add("state.key_prefix", "must not contain spaces or control characters");
     }
+    // Checked before `url?` can end the function, so every problem is reported at once.
+    let connect_timeout = positive_ms("state.connect_timeout_ms", raw.connect_timeout_ms, 1_000, problems);
+    let command_timeout = positive_ms("state.command_timeout_ms", raw.command_timeout_ms, 250, problems);
     Some(RedisConfig {
         url: url?,
         username: raw.username.clone().filter(|u| !u.is_empty()),
         password,
-        connect_timeout: positive_ms("state.connect_timeout_ms", raw.connect_timeout_ms, 1_000, problems),
-        command_timeout: positive_ms("state.command_timeout_ms", raw.command_timeout_ms, 250, problems),
+        tls_ca,
+        connect_timeout,
+        command_timeout,
         key_prefix,
         on_error,
     })

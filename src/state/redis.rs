@@ -74,7 +74,14 @@ impl RedisStore {
         if let Some(password) = &config.password {
             settings = settings.set_password(password.expose());
         }
-        let client = redis::Client::open(info.set_redis_settings(settings))?;
+        let info = info.set_redis_settings(settings);
+        let client = match &config.tls_ca {
+            None => redis::Client::open(info)?,
+            Some(pem) => redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates { client_tls: None, root_cert: Some(pem.clone()) },
+            )?,
+        };
         let pubsub_client = client.clone();
         // Commands fail fast and the manager reconnects in the background: a request
         // never waits for more than one command timeout.

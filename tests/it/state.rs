@@ -18,13 +18,16 @@ const KEYS: &[(&str, &str)] = &[("KEY_A", "key-a"), ("KEY_B", "key-b")];
 /// tierwise on `up` with `[state]` in Redis at `url`, key-a limited by `limits`, key-b
 /// unlimited.
 async fn replica(up: &UpstreamDouble, url: &str, on_error: &str, limits: &str) -> TestApp {
-    let toml = format!(
+    TestApp::start_with_env(&replica_toml(up, url, on_error, limits), KEYS).await
+}
+
+fn replica_toml(up: &UpstreamDouble, url: &str, on_error: &str, limits: &str) -> String {
+    format!(
         "{}\n[state]\nbackend = \"redis\"\nurl = \"{url}\"\ncommand_timeout_ms = 200\nconnect_timeout_ms = 200\n\
          on_error = \"{on_error}\"\n\n[[keys]]\nkey_env = \"KEY_A\"\nprofile = \"default\"\n{limits}\n\
          [[keys]]\nkey_env = \"KEY_B\"\nprofile = \"default\"\n",
         config_for(&[("local", "local", &up.base_url())], &[], "")
-    );
-    TestApp::start_with_env(&toml, KEYS).await
+    )
 }
 
 async fn chat_as(app: &TestApp, key: &str) -> reqwest::Response {
@@ -259,4 +262,30 @@ async fn a_reload_applies_new_limits_and_budgets_to_the_next_request() {
     assert_eq!(refused.status(), 429);
     assert_eq!(refused.json::<Value>().await.unwrap()["error"]["code"], "budget_exceeded");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn over_tls_with_a_private_ca_the_limit_is_shared_and_without_trusting_it_nothing_connects() {
+    let redis = RedisServer::start_tls().await;
+    let up = healthy_upstream().await;
+    let ca = redis.ca_file().display().to_string();
+    let trusting = replica_toml(&up, &redis.url(), "local", "requests_per_minute = 2")
+        .replace("[state]\n", &format!("[state]\ntls_ca_file = \"{ca}\"\n"));
+    let a = TestApp::start_with_env(&trusting, KEYS).await;
+    let b = TestApp::start_with_env(&trusting, KEYS).await;
+    assert_eq!(chat_as(&a, "key-a").await.status(), 200);
+    assert_eq!(chat_as(&b, "key-a").await.status(), 200);
+    assert_eq!(chat_as(&a, "key-a").await.status(), 429, "two a minute across both replicas");
+    let text = metrics(&a).await;
+    assert_eq!(metric(&text, "tierwise_state_up"), 1.0, "{text}");
+    let mut connection = redis.connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("tierwise:rate:v1:*").query_async(&mut connection).await.unwrap();
+    assert_eq!(keys.len(), 1);
+
+    // The system's roots do not include the test CA: the handshake fails, and the
+    // replica falls back to counting on its own.
+    let untrusting = replica(&up, &redis.url(), "local", "requests_per_minute = 2").await;
+    assert_eq!(chat_as(&untrusting, "key-a").await.status(), 200);
+    let text = metrics(&untrusting).await;
+    assert_eq!(metric(&text, "tierwise_state_up"), 0.0, "{text}");
 }
