@@ -12,9 +12,10 @@ use http::request::Parts;
 use http::HeaderMap;
 
 use crate::app::{AppState, Generation};
-use crate::config::{ClientKey, Config, KeyLimits, Profile};
+use crate::config::{ClientKey, Config, Profile};
 use crate::error::ApiError;
 use crate::policy::Locale;
+use crate::state::KeyId;
 
 /// A known caller.
 pub struct Caller {
@@ -27,19 +28,6 @@ pub struct Caller {
     pub key: Option<KeyId>,
     /// `Accept-Language` if it names a language tierwise speaks, else the profile's.
     pub locale: Locale,
-}
-
-/// A configured client key, as the rate limits know it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeyId {
-    pub digest: [u8; 32],
-    pub limits: KeyLimits,
-}
-
-impl From<&ClientKey> for KeyId {
-    fn from(key: &ClientKey) -> Self {
-        KeyId { digest: key.digest, limits: key.limits }
-    }
 }
 
 /// A caller with an admin key.

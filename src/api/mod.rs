@@ -11,7 +11,6 @@ mod headers;
 pub mod health;
 mod job;
 pub mod models;
-pub mod rate_limit;
 pub mod respond;
 pub mod responses;
 

@@ -21,13 +21,13 @@ use tracing::warn;
 use super::failure;
 use super::headers;
 use super::job::{Guards, Job, Wire};
-use super::rate_limit::StreamCharge;
 use crate::error::ApiError;
 use crate::escalate::{Answer, Outcome, Produced, Trail};
 use crate::metrics;
 use crate::openai::{replay, responses};
 use crate::policy::Tier;
 use crate::record::Ending;
+use crate::state::buckets::StreamCharge;
 use crate::upstream::{usage, Reply, UpstreamError};
 
 type Running = Pin<Box<dyn Future<Output = Outcome> + Send>>;

@@ -7,6 +7,7 @@
 //! with 503. The outage is logged once when it starts and once when it ends, and counted
 //! (`tierwise_state_errors_total`, `tierwise_state_fallbacks_total`, `tierwise_state_up`).
 
+pub mod buckets;
 pub mod budgets;
 mod period;
 mod rate_limits;
@@ -14,6 +15,7 @@ mod redis;
 
 use std::sync::Arc;
 
+pub use buckets::KeyId;
 pub use budgets::Budgets;
 pub use period::{rfc3339_day, Period};
 pub use rate_limits::{RateLimits, Refusal};

@@ -7,9 +7,8 @@ use std::sync::Arc;
 use http::StatusCode;
 use tokio::time::Instant;
 
+use super::buckets::{KeyId, Limit, Limited, RateLimiter};
 use super::redis::{Admitted, RedisStore};
-use crate::api::caller::KeyId;
-use crate::api::rate_limit::{Limit, Limited, RateLimiter};
 use crate::config::OnStateError;
 use crate::error::ApiError;
 use crate::metrics::Metrics;

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
 use redis::Script;
-use tierwise::api::caller::KeyId;
-use tierwise::api::rate_limit::{Limit, RateLimiter};
 use tierwise::config::KeyLimits;
+use tierwise::state::buckets::{KeyId, Limit, RateLimiter};
 use tokio::time::Instant;
 
 use crate::support::redis::RedisServer;

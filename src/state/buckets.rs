@@ -1,4 +1,5 @@
-//! Per-key rate limits: `requests_per_minute` and `tokens_per_minute` on a `[[keys]]`
+//! Per-key rate limits in this process's memory (the memory backend, and the fallback
+//! while Redis is out): `requests_per_minute` and `tokens_per_minute` on a `[[keys]]`
 //! entry. Each limit is a token bucket that holds a minute's worth and refills
 //! continuously, so a key may burst up to its limit and then runs at its rate.
 //!
@@ -14,10 +15,23 @@ use std::time::Duration;
 use http::StatusCode;
 use tokio::time::Instant;
 
-use super::caller::KeyId;
+use crate::config::{ClientKey, KeyLimits};
 use crate::error::ApiError;
 use crate::upstream::sse;
 use crate::upstream::usage::Usage;
+
+/// A configured client key, as the rate limits know it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyId {
+    pub digest: [u8; 32],
+    pub limits: KeyLimits,
+}
+
+impl From<&ClientKey> for KeyId {
+    fn from(key: &ClientKey) -> Self {
+        KeyId { digest: key.digest, limits: key.limits }
+    }
+}
 
 /// The buckets of every key that has limits, by key digest. Lives in the app state, so a
 /// reload keeps what keys have used; the limits themselves are read from the key each time.
@@ -186,8 +200,6 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-
-    use crate::config::KeyLimits;
 
     fn key(requests: Option<u64>, tokens: Option<u64>) -> KeyId {
         KeyId { digest: [7; 32], limits: KeyLimits { requests_per_minute: requests, tokens_per_minute: tokens } }
