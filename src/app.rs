@@ -15,7 +15,7 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
-use tracing::{info, info_span, warn, Span};
+use tracing::{info, warn};
 
 use crate::api;
 use crate::api::admission::Admission;
@@ -169,15 +169,20 @@ impl AppState {
     /// restart and keep their old values (logged).
     pub async fn install(&self, config: Config) -> Result<(), BuildError> {
         let old = self.generation();
-        if old.config.server != config.server || old.config.audit != config.audit || old.config.state != config.state {
+        let restart_only = old.config.server != config.server
+            || old.config.audit != config.audit
+            || old.config.state != config.state
+            || old.config.tracing != config.tracing;
+        if restart_only {
             warn!(
-                "the new config changes [server], [audit] or [state]: those need a restart and keep their old values"
+                "the new config changes [server], [audit], [state] or [tracing]: those need a restart and keep their old values"
             );
         }
         let mut config = config;
         config.server = old.config.server.clone();
         config.audit = old.config.audit.clone();
         config.state = old.config.state.clone();
+        config.tracing = old.config.tracing.clone();
         let generation =
             Arc::new(Generation::build(config, &self.metrics, self.replay.as_ref(), self.shared.as_ref())?);
         let mut probers = self.probers.lock().await;
@@ -201,7 +206,11 @@ pub fn build_router(state: AppState) -> Router {
         .layer(SetRequestIdLayer::x_request_id(RequestIds::default()))
         .layer(PropagateRequestIdLayer::x_request_id())
         // One span per request, carrying its id.
-        .layer(TraceLayer::new_for_http().make_span_with(request_span))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(crate::telemetry::request_span)
+                .on_response(crate::telemetry::on_response),
+        )
         // A panic becomes a 500 in the OpenAI envelope instead of a dropped connection.
         .layer(CatchPanicLayer::custom(panic_response))
         // Body limit, enforced where the body is read, so the 413 is in the envelope.
@@ -249,11 +258,6 @@ async fn request_timeout(
         Ok(response) => response,
         Err(_) => ApiError::RequestTimeout(limit).into_response(),
     }
-}
-
-fn request_span(request: &Request) -> Span {
-    let id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
-    info_span!("request", id, method = %request.method(), path = request.uri().path())
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {

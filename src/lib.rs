@@ -57,5 +57,6 @@ pub mod server;
 pub mod shutdown;
 pub mod slots;
 pub mod state;
+pub mod telemetry;
 pub mod upstream;
 pub mod warmth;

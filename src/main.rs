@@ -5,8 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use tierwise::app::AppState;
+use tierwise::telemetry::Telemetry;
 use tierwise::{config, policy, reload, server, shutdown};
-use tracing_subscriber::EnvFilter;
+use tracing::Level;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer};
 
 #[derive(Parser)]
 #[command(name = "tierwise", version, about = "OpenAI-compatible LLM routing proxy")]
@@ -103,7 +108,6 @@ fn main() -> ExitCode {
             }
         }
         Command::Serve => {
-            init_logging();
             let config = match config::load(cli.config.as_deref(), &env) {
                 Ok(config) => config,
                 Err(err) => {
@@ -111,7 +115,19 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            match serve(config) {
+            let telemetry = match config.tracing.as_ref().map(Telemetry::start).transpose() {
+                Ok(telemetry) => telemetry,
+                Err(err) => {
+                    eprintln!("tierwise: {err}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            init_logging_and_traces(telemetry.as_ref());
+            let served = serve(config);
+            if let Some(telemetry) = telemetry {
+                telemetry.shutdown();
+            }
+            match served {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("tierwise: {err}");
@@ -159,8 +175,19 @@ fn explain(config: &config::Config, args: &ExplainArgs) -> Result<String, String
     }
 }
 
-fn init_logging() {
-    init_logging_with("info");
+/// Logs to stderr (`TIERWISE_LOG`, default `info`), and with traces on, tierwise's spans
+/// — its DEBUG trace spans and events included — to the OTLP exporter.
+fn init_logging_and_traces(telemetry: Option<&Telemetry>) {
+    let filter = EnvFilter::try_from_env("TIERWISE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
+    let traces = telemetry.map(|t| {
+        // tierwise's own trace spans and events at DEBUG; nothing else below INFO, as
+        // debug lines may carry an upstream's words.
+        let spans =
+            Targets::new().with_target("tierwise", Level::INFO).with_target(tierwise::telemetry::TARGET, Level::DEBUG);
+        t.layer().with_filter(spans)
+    });
+    tracing_subscriber::registry().with(logs).with(traces).init();
 }
 
 fn init_logging_with(default: &str) {

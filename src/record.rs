@@ -35,7 +35,7 @@ impl Ending {
         }
     }
 
-    fn outcome(&self) -> Outcome {
+    pub fn outcome(&self) -> Outcome {
         match self {
             Ending::Responded { outcome, .. } => *outcome,
             Ending::TimedOut => Outcome::Failed,

@@ -101,6 +101,7 @@ pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response 
         wire,
         state: state.clone(),
         budget,
+        span: tracing::Span::current(),
         caller,
         request: Arc::new(request),
         plan: Arc::new(plan),

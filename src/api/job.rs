@@ -5,6 +5,7 @@
 use std::sync::Arc;
 
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use super::caller::Caller;
 use crate::app::AppState;
@@ -53,6 +54,8 @@ pub struct Job {
     pub progress: Option<Progress>,
     /// Held until the response is done — for a stream, until its body ends.
     pub guards: Option<Guards>,
+    /// The request's span: its trace's SERVER span when traces are on.
+    pub span: tracing::Span,
     /// The spend budgets the request falls under; settled when the last holder drops it
     /// (a passed-through stream holds it until its body ends).
     pub budget: Option<Arc<Hold>>,
@@ -79,6 +82,7 @@ impl Job {
             Wire::Embeddings => crate::upstream::Endpoint::Embeddings,
             Wire::Chat | Wire::Responses { .. } => crate::upstream::Endpoint::Chat,
         };
+        let span = self.span.clone();
         async move {
             let ctx = RunContext {
                 config: &generation.config,
@@ -94,6 +98,7 @@ impl Job {
             };
             escalate::run(&ctx, &plan).await
         }
+        .instrument(span)
     }
 
     /// The class the request ended with: as classified, or sensitive when a model's
@@ -135,10 +140,21 @@ impl Job {
                 }
             }
         }
+        let class = self.applied_class(trail);
+        crate::telemetry::record_request(
+            &self.span,
+            &crate::telemetry::RequestFields {
+                task: &self.plan.task,
+                profile: &self.caller.profile.name,
+                class: class.class.as_str(),
+                answered: answered.map(|a| (a.tier.as_str(), a.model)),
+                outcome: ending.outcome().as_str(),
+            },
+        );
         let planned = Planned {
             plan: &self.plan,
             profile: &self.caller.profile.name,
-            class: self.applied_class(trail),
+            class,
             stream: self.request.is_stream(),
             trail,
             answered,

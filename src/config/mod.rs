@@ -11,6 +11,7 @@ mod validate_detect;
 mod validate_server;
 mod validate_signals;
 mod validate_state;
+mod validate_tracing;
 mod validate_upstream;
 mod validate_verify;
 mod verify;
@@ -53,11 +54,24 @@ pub struct Config {
     pub audit: Option<crate::audit::AuditConfig>,
     /// `[state]`: where rate limits live.
     pub state: StateConfig,
+    /// `[tracing]` with the `OTEL_*` variables; `None`: no traces.
+    pub tracing: Option<TracingConfig>,
     /// Where this config came from, for `check-config` and `/readyz`.
     pub source: ConfigSource,
     /// SHA-256 of the file's bytes as loaded (file configs only): how the file watcher
     /// tells a change from the file it is running.
     pub file_digest: Option<[u8; 32]>,
+}
+
+/// Where and how traces are exported (`[tracing]`, `OTEL_*`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TracingConfig {
+    /// The full OTLP/HTTP traces URL (`…/v1/traces`).
+    pub endpoint: String,
+    /// Header names and their values (from env).
+    pub headers: Vec<(String, Secret)>,
+    pub sample_ratio: f64,
+    pub service_name: String,
 }
 
 /// `[state]`: where per-key rate limits live.

@@ -33,6 +33,27 @@ pub struct RawConfig {
     pub audit: RawAudit,
     #[serde(default)]
     pub state: RawState,
+    #[serde(default)]
+    pub tracing: RawTracing,
+}
+
+/// `[tracing]`: OpenTelemetry traces over OTLP. The standard `OTEL_*` variables fill in
+/// what is not set here.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTracing {
+    /// The collector's OTLP base URL (`http://127.0.0.1:4318` for HTTP, `:4317` for gRPC);
+    /// absent, and no `OTEL_EXPORTER_OTLP_ENDPOINT`: no traces.
+    pub otlp_endpoint: Option<String>,
+    /// `http/protobuf` (the default, and the only one for now).
+    pub protocol: Option<String>,
+    /// Headers sent with every export: header name → the env var holding its value.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// The share of traces kept, 0 to 1 (a client's `traceparent` decision is followed).
+    pub sample_ratio: Option<f64>,
+    /// `service.name`. Default `OTEL_SERVICE_NAME`, else `tierwise`.
+    pub service_name: Option<String>,
 }
 
 /// `[state]`: where state shared by requests lives — per-key rate limits. In memory (one

@@ -303,3 +303,40 @@ fn a_redis_state_takes_its_password_from_the_environment() {
     assert_eq!(redis.key_prefix, "tierwise:");
     assert_eq!(load_from_str("", &|_| None).unwrap().state, StateConfig::Memory, "memory by default");
 }
+
+#[test]
+fn tracing_takes_the_otel_variables_for_what_the_file_leaves_unset() {
+    let env = |name: &str| {
+        match name {
+            "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4318/"),
+            "OTEL_EXPORTER_OTLP_HEADERS" => Some("x-team=a%20b,authorization=Bearer%20t"),
+            "OTEL_TRACES_SAMPLER" => Some("parentbased_traceidratio"),
+            "OTEL_TRACES_SAMPLER_ARG" => Some("0.25"),
+            "OTEL_SERVICE_NAME" => Some("edge-proxy"),
+            "HONEYCOMB" => Some("hc-key"),
+            _ => None,
+        }
+        .map(str::to_string)
+    };
+    let config = load_from_str("", &env).unwrap();
+    let tracing = config.tracing.expect("OTEL_EXPORTER_OTLP_ENDPOINT turns traces on");
+    assert_eq!(tracing.endpoint, "http://collector:4318/v1/traces");
+    assert_eq!((tracing.sample_ratio, tracing.service_name.as_str()), (0.25, "edge-proxy"));
+    let headers: Vec<(&str, &str)> = tracing.headers.iter().map(|(n, v)| (n.as_str(), v.expose())).collect();
+    assert_eq!(headers, [("x-team", "a b"), ("authorization", "Bearer t")]);
+
+    let toml = "[tracing]\notlp_endpoint = \"http://127.0.0.1:4318\"\nsample_ratio = 1.0\nheaders = { \"x-honeycomb-team\" = \"HONEYCOMB\" }\n";
+    let tracing = load_from_str(toml, &env).unwrap().tracing.unwrap();
+    assert_eq!(tracing.endpoint, "http://127.0.0.1:4318/v1/traces", "the file wins");
+    assert_eq!(tracing.sample_ratio, 1.0);
+    assert_eq!(tracing.headers.len(), 1, "the file's headers replace OTEL_EXPORTER_OTLP_HEADERS");
+    assert!(load_from_str("", &|_| None).unwrap().tracing.is_none(), "no endpoint: no traces");
+
+    let problems = problems_of(
+        "[tracing]\notlp_endpoint = \"collector:4318\"\nprotocol = \"thrift\"\nsample_ratio = 2.0\nheaders = { \"x-k\" = \"UNSET\" }\n",
+    );
+    for path in ["tracing.otlp_endpoint", "tracing.protocol", "tracing.sample_ratio", "tracing.headers.x-k"] {
+        assert!(paths(&problems).contains(&path), "{path} not reported: {problems:?}");
+    }
+    assert_eq!(paths(&problems_of("[tracing]\nsample_ratio = 0.5\n")), ["tracing.otlp_endpoint"]);
+}

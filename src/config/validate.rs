@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use super::raw::RawConfig;
 use super::{
-    validate_access, validate_detect, validate_server, validate_state, validate_upstream, validate_verify, VerifyConfig,
+    validate_access, validate_detect, validate_server, validate_state, validate_tracing, validate_upstream,
+    validate_verify, VerifyConfig,
 };
 use super::{Config, ConfigSource, ModelConfig, TaskConfig};
 use crate::policy::{ContentClass, Tier};
@@ -239,6 +240,7 @@ pub fn validate(
     }
 
     let state = validate_state::state(&raw.state, env, &mut problems);
+    let tracing = validate_tracing::tracing(&raw.tracing, env, &mut problems);
 
     match (problems.0.is_empty(), server) {
         (true, Some(server)) => Ok(Config {
@@ -252,6 +254,7 @@ pub fn validate(
             detect,
             audit,
             state,
+            tracing,
             source,
             file_digest: None,
         }),

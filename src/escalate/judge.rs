@@ -7,6 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use super::score::logprobs;
 use crate::openai::{ChatRequest, Content, Role};
@@ -119,12 +120,27 @@ pub async fn ask(
         "max_tokens": 256,
         "response_format": {"type": "json_object"},
     });
-    let completion = match call(upstream, Bytes::from(body.to_string()), timeout).await {
+    let span = crate::telemetry::call_span(upstream, model, "judge");
+    let completion = match call(upstream, Bytes::from(body.to_string()), timeout).instrument(span.clone()).await {
         Ok(completion) => completion,
-        Err(err) => return (Err(err), None),
+        Err(err) => {
+            // Without the upstream's own words, which may echo the prompt.
+            let kind = match &err {
+                JudgeError::Failed(failure) => failure.summary(),
+                other => other.to_string(),
+            };
+            span.record("error.type", kind);
+            span.record("otel.status_code", "ERROR");
+            return (Err(err), None);
+        }
     };
+    crate::telemetry::record_completion(&span, &completion);
     let text = completion.pointer("/choices/0/message/content").and_then(Value::as_str).unwrap_or_default();
-    (parse_verdict(text), usage::of_completion(&completion))
+    let ruling = parse_verdict(text);
+    if let Ok(ruling) = &ruling {
+        span.record("tierwise.verdict", if ruling.accept { "accept" } else { "reject" });
+    }
+    (ruling, usage::of_completion(&completion))
 }
 
 /// One call to the judge, within `timeout`: the completion it answered.

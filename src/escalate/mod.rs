@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 use tokio::time::Instant;
-use tracing::{debug, warn};
+use tracing::{debug, warn, Instrument};
 
 use crate::config::{Config, Profile, VerifyConfig};
 use crate::openai::ChatRequest;
@@ -177,20 +177,31 @@ async fn settle(
     let step::Ready { step, upstream, warm, verified, .. } = ready;
     let trail = &mut walked.trail;
     let took = || called.started.elapsed();
+    let span = called.span;
     let failure = match called.reply {
         Ok(reply) if !verified => {
+            span.record("tierwise.verdict", Verdict::Accept.as_str());
+            if let Reply::Json(body) = &reply {
+                if !span.is_disabled() {
+                    crate::telemetry::record_completion(&span, &serde_json::from_slice(body).unwrap_or_default());
+                }
+            }
             trail.called(step, took(), Verdict::Accept, None, *warm);
             debug!(task = %plan.task, model = %step.model, tier = %step.tier, "answered");
             return Some(Ok(Answer { step: (*step).clone(), produced: Produced::Upstream(reply) }));
         }
-        Ok(reply) => match review::review(ctx, plan, ready, reply, guard, later).await {
+        Ok(reply) => match review::review(ctx, plan, ready, reply, guard, later).instrument(span.clone()).await {
             Judged::Accept { produced, completion, notes } => {
+                span.record("tierwise.verdict", Verdict::Accept.as_str());
+                crate::telemetry::record_completion(&span, &completion);
                 trail.called(step, took(), Verdict::Accept, None, *warm);
                 trail.verified(notes.time, usage::of_completion(&completion), notes.calls, notes.scores);
                 trail.guarded(notes.guarded);
                 return Some(Ok(Answer { step: (*step).clone(), produced }));
             }
             Judged::Reject { feedback, completion, notes } => {
+                span.record("tierwise.verdict", Verdict::Escalate.as_str());
+                crate::telemetry::record_completion(&span, &completion);
                 trail.called(step, took(), Verdict::Escalate, None, *warm);
                 trail.verified(notes.time, usage::of_completion(&completion), notes.calls, notes.scores);
                 trail.guarded(notes.guarded);
@@ -206,6 +217,8 @@ async fn settle(
         },
         Err(err) => err,
     };
+    span.record("tierwise.verdict", Verdict::Error.as_str());
+    crate::telemetry::record_failure(&span, &failure);
     trail.called(step, took(), Verdict::Error, Some(step::why_failed(step, upstream, &failure)), *warm);
     if !failure.escalates() {
         return Some(Err(RunError::Rejected(failure)));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::time::Instant;
-use tracing::{debug, error};
+use tracing::{debug, error, Instrument};
 
 use super::{Guard, RunContext, Trail, Verdict};
 use crate::config::UpstreamConfig;
@@ -36,6 +36,8 @@ pub struct Ready<'a> {
 pub struct Called {
     pub started: Instant,
     pub reply: Result<Reply, UpstreamError>,
+    /// The attempt's trace span (disabled without traces): the verdict and usage go on it.
+    pub span: tracing::Span,
 }
 
 /// Whether `planned` may be called now, or why it is skipped. `later` are the steps after
@@ -130,7 +132,7 @@ const DEFAULT_COMPLETION_ESTIMATE: u64 = 1_024;
 pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &mut Trail) -> Result<Called, Why> {
     let Ready { step, upstream, .. } = ready;
     if let Some(reply) = upstream.replayed(ready.endpoint, &ready.body, ctx.request.is_stream()).await {
-        return Ok(Called { started: Instant::now(), reply: Ok(reply) });
+        return Ok(Called { started: Instant::now(), reply: Ok(reply), span: tracing::Span::none() });
     }
     let budgeted = reserve_budget(ctx, ready).await?;
     let slot = match upstream.reserve(ctx.deadline).await {
@@ -140,7 +142,8 @@ pub async fn call(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, trail: &
             return Err(Why::Busy { upstream: step.upstream.clone(), max: busy.max, waited: busy.waited });
         }
     };
-    let called = with_retries(ctx, plan, ready, &slot, trail).await;
+    let span = crate::telemetry::attempt_span(step, upstream, ready.warm);
+    let called = with_retries(ctx, plan, ready, &slot, trail).instrument(span).await;
     // A stream holds its own clone of the slot until it ends.
     drop(slot);
     if let (Some(hold), Err(_)) = (budgeted, &called.reply) {
@@ -165,17 +168,28 @@ async fn with_retries(ctx: &RunContext<'_>, plan: &Plan, ready: &Ready<'_>, slot
         };
         upstream.record(&reply);
         ctx.warmth.record_attempt(&step.model, *warm, started.elapsed());
-        let Err(err) = &reply else { return Called { started, reply } };
+        let span = tracing::Span::current();
+        let Err(err) = &reply else { return Called { started, reply, span } };
         if !err.retryable() || retries_left == 0 {
-            return Called { started, reply };
+            return Called { started, reply, span };
         }
         let retry = upstream.config.retries - retries_left;
-        let Some(wait) = backoff(&upstream.config, retry, err.retry_after) else { return Called { started, reply } };
+        let Some(wait) = backoff(&upstream.config, retry, err.retry_after) else {
+            return Called { started, reply, span };
+        };
         let fits = ctx.deadline.is_none_or(|d| Instant::now() + wait < d);
         // A circuit that opened on this failure ends the retries too.
         if !fits || upstream.circuit_open() {
-            return Called { started, reply };
+            return Called { started, reply, span };
         }
+        tracing::event!(
+            target: "tierwise::trace",
+            tracing::Level::DEBUG,
+            tierwise.retry = retry + 1,
+            error.type = %err.summary(),
+            tierwise.wait_ms = wait.as_millis() as u64,
+            "retry"
+        );
         trail.called(step, started.elapsed(), Verdict::Error, Some(why_failed(step, upstream, err)), *warm);
         trail.retried(wait);
         ctx.publish(trail, step);

@@ -96,7 +96,12 @@ impl Candidate {
 
 /// Runs `checks` in order; the first failure's feedback, if any.
 pub fn run_checks(checks: &[Check], candidate: &Candidate, request: &ChatRequest) -> Result<(), String> {
-    checks.iter().try_for_each(|check| run_check(check, candidate, request))
+    checks.iter().try_for_each(|check| {
+        let result = run_check(check, candidate, request);
+        let verdict = if result.is_ok() { "pass" } else { "fail" };
+        tracing::event!(target: "tierwise::trace", tracing::Level::DEBUG, tierwise.check = check.name(), tierwise.verdict = verdict, "check");
+        result
+    })
 }
 
 fn run_check(check: &Check, c: &Candidate, request: &ChatRequest) -> Result<(), String> {

@@ -43,6 +43,7 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_state_errors_total", "counter", &["operation"]),
     ("tierwise_state_fallbacks_total", "counter", &["on_error"]),
     ("tierwise_spend_usd_total", "counter", &["scope", "name"]),
+    ("tierwise_trace_spans_dropped_total", "counter", &[]),
     ("tierwise_budget_remaining_usd", "gauge", &["scope", "name", "period"]),
 ];
 
@@ -221,6 +222,10 @@ impl Metrics {
                 ),
                 &["scope", "name"],
             )?,
+            trace_spans_dropped: IntCounter::new(
+                "tierwise_trace_spans_dropped_total",
+                "Spans whose OTLP export failed (the collector down or refusing): dropped, never retried",
+            )?,
             budget_remaining: GaugeVec::new(
                 Opts::new(
                     "tierwise_budget_remaining_usd",
@@ -271,6 +276,7 @@ impl Metrics {
             Box::new(m.state_errors.clone()),
             Box::new(m.state_fallbacks.clone()),
             Box::new(m.spend.clone()),
+            Box::new(m.trace_spans_dropped.clone()),
             Box::new(m.budget_remaining.clone()),
         ];
         for collector in collectors {

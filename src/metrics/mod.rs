@@ -52,6 +52,7 @@ pub struct Metrics {
     state_errors: IntCounterVec,
     state_fallbacks: IntCounterVec,
     spend: CounterVec,
+    trace_spans_dropped: IntCounter,
     budget_remaining: GaugeVec,
     /// Every family's name, as registered.
     names: Vec<String>,
@@ -277,6 +278,14 @@ impl Metrics {
             let name = upstream.name();
             self.upstream_in_flight.with_label_values(&[name]).set(upstream.in_flight() as i64);
             self.circuit_open.with_label_values(&[name]).set(i64::from(upstream.circuit_open()));
+        }
+    }
+
+    /// Brings `tierwise_trace_spans_dropped_total` up to the exporter's own count.
+    pub fn trace_spans_dropped(&self, total: u64) {
+        let seen = self.trace_spans_dropped.get();
+        if total > seen {
+            self.trace_spans_dropped.inc_by(total - seen);
         }
     }
 

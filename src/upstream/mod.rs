@@ -340,7 +340,9 @@ impl Upstream {
         let deadline = tokio::time::Instant::now() + first_byte;
         let mut resent = false;
         loop {
-            let request = self.http.post(url.clone()).headers(self.headers.clone()).body(body.clone());
+            let mut headers = self.headers.clone();
+            crate::telemetry::propagate(&mut headers);
+            let request = self.http.post(url.clone()).headers(headers).body(body.clone());
             match tokio::time::timeout_at(deadline, request.send()).await {
                 Err(_) => return Err(self.fail(Failure::Timeout { phase: TimeoutPhase::FirstByte, after: first_byte })),
                 Ok(Ok(response)) => return Ok(response),

@@ -40,6 +40,7 @@ mod sdk;
 mod slow_clients;
 mod state;
 mod streaming;
+mod traces;
 mod verify;
 mod verify_e2e;
 mod warm_routing;

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use futures_util::future::join_all;
 use serde_json::{json, Value};
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::config::Sampling;
 use crate::upstream::usage::{self, Usage};
@@ -136,7 +137,18 @@ pub(super) async fn call(upstream: &Upstream, body: Value) -> Result<(Vec<Value>
             let slot =
                 upstream.reserve(None).await.map_err(|busy| fail(format!("the upstream is {busy}"), None, false))?;
             let started = Instant::now();
-            let reply = upstream.chat(&slot, body, false).await;
+            let span = match crate::telemetry::enabled() {
+                true => crate::telemetry::call_span(upstream, &upstream_model(&body), "sampling"),
+                false => tracing::Span::none(),
+            };
+            let reply = upstream.chat(&slot, body, false).instrument(span.clone()).await;
+            match &reply {
+                Ok(Reply::Json(answer)) if !span.is_disabled() => {
+                    crate::telemetry::record_completion(&span, &serde_json::from_slice(answer).unwrap_or_default());
+                }
+                Err(err) => crate::telemetry::record_failure(&span, err),
+                _ => {}
+            }
             upstream.record(&reply);
             (reply, started.elapsed())
         }
@@ -157,4 +169,13 @@ pub(super) async fn call(upstream: &Upstream, body: Value) -> Result<(Vec<Value>
     let call = Call { duration, tokens: usage::of_completion(&completion) };
     let choices = completion.get("choices").and_then(Value::as_array).cloned().unwrap_or_default();
     Ok((choices, call))
+}
+
+/// The `model` a sampling request names, for its span.
+fn upstream_model(body: &[u8]) -> String {
+    #[derive(serde::Deserialize)]
+    struct Named {
+        model: String,
+    }
+    serde_json::from_slice::<Named>(body).map(|n| n.model).unwrap_or_default()
 }

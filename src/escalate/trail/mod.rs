@@ -208,6 +208,15 @@ impl Trail {
     }
 
     pub fn skip(&mut self, step: &Step, why: Why) {
+        tracing::event!(
+            target: "tierwise::trace",
+            tracing::Level::DEBUG,
+            tierwise.step = step.index,
+            tierwise.tier = step.tier.as_str(),
+            tierwise.model = %step.model,
+            tierwise.reason = why.reason().as_str(),
+            "skip"
+        );
         self.events.push(Event::Skip(Skip {
             step: step.index,
             tier: step.tier,

@@ -5,6 +5,7 @@ pub mod bodies;
 pub mod faulty;
 pub mod llama;
 pub mod llama_swap;
+pub mod otlp;
 pub mod redis;
 pub mod upstream;
 
