@@ -15,6 +15,9 @@ Environment (all optional):
   QUIET_WAIT_S=120          longest wait for the machine to calm down before a run or a retry
   TIERWISE_BIN              the tierwise binary to measure (default target/release/tierwise):
                             e.g. an older commit's build, to compare two versions
+  BENCH_TRACING             1: traces on, every request sampled, exported over OTLP/HTTP to a receiver
+                            this script starts (it answers 200 and keeps nothing): what tracing
+                            costs per request (bench/README.md, "Traces")
   BENCH_STATE               unset: no client keys. memory | redis: every request carries a client key
                             with rate limits it never reaches, kept in tierwise's memory or in a
                             redis-server this script starts: what the shared state costs per
@@ -127,6 +130,44 @@ def state_config(procs: Procs, state: str, workdir: pathlib.Path) -> str:
     return f'\n[state]\nbackend = "redis"\nurl = "redis://{HOST}:{port}/0"\n' + key
 
 
+OTLP_RECEIVER = """
+import http.server, sys
+class Receiver(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("content-length", 0)))
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+    def log_message(self, *args):
+        pass
+http.server.ThreadingHTTPServer((sys.argv[1], int(sys.argv[2])), Receiver).serve_forever()
+"""
+
+
+def tracing_config(procs: Procs, workdir: pathlib.Path) -> str:
+    """The [tracing] section, with an OTLP/HTTP receiver started for it (a Python
+    http.server that answers 200 to every export and keeps nothing)."""
+    port = free_port()
+    procs.start([sys.executable, "-c", OTLP_RECEIVER, HOST, str(port)], stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL)
+    deadline = time.perf_counter() + READY_TIMEOUT_S
+    while True:
+        conn = http.client.HTTPConnection(HOST, port, timeout=1)
+        try:
+            conn.request("POST", "/v1/traces", body=b"")
+            if conn.getresponse().status == 200:
+                break
+        except OSError:
+            if time.perf_counter() > deadline:
+                raise RuntimeError(f"the OTLP receiver did not answer within {READY_TIMEOUT_S} s")
+            time.sleep(HEALTH_POLL_S)
+        finally:
+            conn.close()
+    return f'\n[tracing]\notlp_endpoint = "http://{HOST}:{port}"\nsample_ratio = 1.0\n'
+
+
 def auth_args() -> list[str]:
     return ["-H", f"authorization: Bearer {BENCH_KEY}"] if os.environ.get("BENCH_STATE") else []
 
@@ -151,6 +192,9 @@ name = "bench"
 chain = ["bench"]
 """
     )
+    if os.environ.get("BENCH_TRACING") == "1":
+        with config.open("a") as f:
+            f.write(tracing_config(procs, workdir))
     state = os.environ.get("BENCH_STATE")
     if state:
         with config.open("a") as f:

@@ -115,19 +115,7 @@ fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            let telemetry = match config.tracing.as_ref().map(Telemetry::start).transpose() {
-                Ok(telemetry) => telemetry,
-                Err(err) => {
-                    eprintln!("tierwise: {err}");
-                    return ExitCode::FAILURE;
-                }
-            };
-            init_logging_and_traces(telemetry.as_ref());
-            let served = serve(config);
-            if let Some(telemetry) = telemetry {
-                telemetry.shutdown();
-            }
-            match served {
+            match serve(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     eprintln!("tierwise: {err}");
@@ -208,11 +196,26 @@ fn run_eval(
     runtime.block_on(tierwise::eval::run(config, &env, options, command_line))
 }
 
+/// Starts the exporter (inside the runtime: the gRPC one needs it to live on) and the
+/// logs, serves until shutdown, then flushes the spans still queued.
 fn serve(config: config::Config) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    let telemetry = {
+        let _entered = runtime.enter();
+        config.tracing.as_ref().map(Telemetry::start).transpose()?
+    };
+    init_logging_and_traces(telemetry.as_ref());
+    let served = serve_on(&runtime, config);
+    if let Some(telemetry) = telemetry {
+        telemetry.shutdown();
+    }
+    served
+}
+
+fn serve_on(runtime: &tokio::runtime::Runtime, config: config::Config) -> Result<(), String> {
     runtime.block_on(async move {
         let listen = config.server.listen;
         let source = config.source.to_string();

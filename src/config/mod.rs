@@ -66,12 +66,19 @@ pub struct Config {
 /// Where and how traces are exported (`[tracing]`, `OTEL_*`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct TracingConfig {
-    /// The full OTLP/HTTP traces URL (`…/v1/traces`).
+    /// For HTTP the full traces URL (`…/v1/traces`); for gRPC the collector's base URL.
     pub endpoint: String,
+    pub protocol: OtlpProtocol,
     /// Header names and their values (from env).
     pub headers: Vec<(String, Secret)>,
     pub sample_ratio: f64,
     pub service_name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    HttpProtobuf,
+    Grpc,
 }
 
 /// `[state]`: where per-key rate limits live.

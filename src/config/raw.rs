@@ -45,7 +45,7 @@ pub struct RawTracing {
     /// The collector's OTLP base URL (`http://127.0.0.1:4318` for HTTP, `:4317` for gRPC);
     /// absent, and no `OTEL_EXPORTER_OTLP_ENDPOINT`: no traces.
     pub otlp_endpoint: Option<String>,
-    /// `http/protobuf` (the default, and the only one for now).
+    /// `http/protobuf` (default) or `grpc`.
     pub protocol: Option<String>,
     /// Headers sent with every export: header name → the env var holding its value.
     #[serde(default)]

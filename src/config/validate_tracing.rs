@@ -6,7 +6,7 @@
 
 use super::raw::RawTracing;
 use super::validate::Problems;
-use super::{Secret, TracingConfig};
+use super::{OtlpProtocol, Secret, TracingConfig};
 
 pub(super) fn tracing(
     raw: &RawTracing,
@@ -17,21 +17,24 @@ pub(super) fn tracing(
     if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return None;
     }
-    let protocol = raw.protocol.clone().or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
-    match protocol.as_deref().unwrap_or("http/protobuf") {
-        "http/protobuf" => {}
-        "grpc" => problems.hint(
-            "tracing.protocol",
-            "grpc is not supported yet",
-            "use \"http/protobuf\": every collector (OpenTelemetry Collector, Jaeger, Tempo) takes OTLP/HTTP on :4318",
-        ),
-        other => problems.hint("tracing.protocol", format!("unsupported protocol \"{other}\""), "\"http/protobuf\""),
-    }
+    let protocol_text = raw.protocol.clone().or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    let protocol = match protocol_text.as_deref().unwrap_or("http/protobuf") {
+        "http/protobuf" => OtlpProtocol::HttpProtobuf,
+        "grpc" => OtlpProtocol::Grpc,
+        other => {
+            let hint = "\"http/protobuf\" (port 4318) or \"grpc\" (port 4317)";
+            problems.hint("tracing.protocol", format!("unsupported protocol \"{other}\""), hint);
+            OtlpProtocol::HttpProtobuf
+        }
+    };
     let base = raw.otlp_endpoint.clone().or_else(|| var("OTEL_EXPORTER_OTLP_ENDPOINT"));
     let endpoint = match (base, var("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")) {
         // The per-signal variable is the full URL; a base gets the signal's path (HTTP).
         (None, Some(full)) => full,
-        (Some(base), _) => format!("{}/v1/traces", base.trim_end_matches('/')),
+        (Some(base), _) => match protocol {
+            OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+            OtlpProtocol::Grpc => base,
+        },
         (None, None) => {
             let set = raw.protocol.is_some() || !raw.headers.is_empty() || raw.sample_ratio.is_some();
             if set || raw.service_name.is_some() {
@@ -85,7 +88,7 @@ pub(super) fn tracing(
     }
     let service_name =
         raw.service_name.clone().or_else(|| var("OTEL_SERVICE_NAME")).unwrap_or_else(|| "tierwise".to_string());
-    Some(TracingConfig { endpoint, headers, sample_ratio, service_name })
+    Some(TracingConfig { endpoint, protocol, headers, sample_ratio, service_name })
 }
 
 fn percent_decode(text: &str) -> String {

@@ -16,14 +16,14 @@ use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry::KeyValue;
-use opentelemetry_otlp::{WithExportConfig, WithHttpConfig};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, SpanData, SpanExporter};
 use opentelemetry_sdk::Resource;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
-use crate::config::TracingConfig;
+use crate::config::{OtlpProtocol, TracingConfig};
 
 /// The target of tierwise's own trace spans and events (attempts, judge calls, checks,
 /// skips): DEBUG, so that without traces they cost nothing.
@@ -53,12 +53,20 @@ impl Telemetry {
         crate::upstream::install_crypto_provider();
         let headers: HashMap<String, String> =
             config.headers.iter().map(|(name, value)| (name.clone(), value.expose().to_string())).collect();
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_http()
-            .with_endpoint(&config.endpoint)
-            .with_headers(headers)
-            .build()
-            .map_err(|e| format!("cannot export traces to {} (tracing.otlp_endpoint): {e}", config.endpoint))?;
+        let exporter = match config.protocol {
+            OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_endpoint(&config.endpoint)
+                .with_headers(headers)
+                .build(),
+            // tonic needs the runtime this is called in; it lives as long as tierwise.
+            OtlpProtocol::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(&config.endpoint)
+                .with_metadata(metadata(&headers))
+                .build(),
+        }
+        .map_err(|e| format!("cannot export traces to {} (tracing.otlp_endpoint): {e}", config.endpoint))?;
         let resource =
             Resource::builder().with_attribute(KeyValue::new("service.name", config.service_name.clone())).build();
         let provider = SdkTracerProvider::builder()
@@ -84,6 +92,18 @@ impl Telemetry {
         let _ = self.provider.force_flush();
         let _ = self.provider.shutdown();
     }
+}
+
+/// The export headers as gRPC metadata (a header gRPC cannot carry is left out).
+fn metadata(headers: &HashMap<String, String>) -> tonic::metadata::MetadataMap {
+    let mut metadata = tonic::metadata::MetadataMap::new();
+    for (name, value) in headers {
+        let key = tonic::metadata::MetadataKey::from_bytes(name.to_ascii_lowercase().as_bytes());
+        if let (Ok(key), Ok(value)) = (key, value.parse()) {
+            metadata.insert(key, value);
+        }
+    }
+    metadata
 }
 
 /// The exporter, counting the spans of every failed export.

@@ -520,7 +520,7 @@ mod tests {
             api_key_env = "K"
             anthropic_version = "2024-01-01"
         "#;
-        let config = crate::config::load_from_str(toml, &|_| Some("secret-key".into())).unwrap();
+        let config = crate::config::load_from_str(toml, &|name| (name == "K").then(|| "secret-key".into())).unwrap();
         let azure = headers(&config.upstreams["azure"]).unwrap();
         assert_eq!(azure["api-key"], "secret-key");
         assert!(azure["api-key"].is_sensitive());

@@ -12,7 +12,7 @@ use crate::support::bodies::{answer, streaming};
 use crate::support::*;
 
 /// `(text as planted, digits that identify it when it is a number)`.
-const NEEDLES: &[(&str, &str)] = &[
+pub(crate) const NEEDLES: &[(&str, &str)] = &[
     ("needle.p3@example.org", ""),
     ("ｎｅｅｄｌｅ．ｐ４＠example.org", ""),
     ("nееdlе.p5@ехаmple.org", ""),
@@ -67,7 +67,7 @@ struct Case {
     redact: bool,
 }
 
-const FIELDS: usize = 10;
+pub(crate) const FIELDS: usize = 10;
 
 fn case() -> impl Strategy<Value = Case> {
     let place = prop_oneof![
@@ -97,7 +97,7 @@ fn case() -> impl Strategy<Value = Case> {
 }
 
 /// The request, with `needle` at field `field` (or nowhere).
-fn plant(field: Option<usize>, needle: &str, stream: bool) -> Value {
+pub(crate) fn plant(field: Option<usize>, needle: &str, stream: bool) -> Value {
     let mut body =
         json!({"model": "t", "stream": stream, "messages": [{"role": "user", "content": "Who handles refunds?"}]});
     let Some(field) = field else { return body };

@@ -22,6 +22,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_tierwise");
 /// The client's trace: W3C trace id and parent span id.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+/// The cloud upstream's API key: a needle no span may carry.
+const CLOUD_KEY: &str = "sk-trace-needle-7f3a9c";
 
 /// tierwise as a process with `toml` and traces to `endpoint`, exporting every 100 ms.
 struct Traced {
@@ -40,20 +42,26 @@ impl Drop for TempDir {
 
 impl Traced {
     async fn start(toml: &str, endpoint: &str) -> Traced {
+        Self::start_with(toml, endpoint, "http/protobuf").await
+    }
+
+    async fn start_with(toml: &str, endpoint: &str, protocol: &str) -> Traced {
         let port = dead_address().await.port();
         let dir = std::env::temp_dir().join(format!("tierwise-traces-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("tierwise.toml");
-        std::fs::write(
-            &path,
-            format!("{toml}\n[tracing]\notlp_endpoint = \"{endpoint}\"\nservice_name = \"tierwise-test\"\n"),
-        )
-        .unwrap();
+        let tracing = format!(
+            "[tracing]\notlp_endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\nservice_name = \"tierwise-test\"\n\
+             headers = {{ \"x-collector-token\" = \"TRACES_TOKEN\" }}\n"
+        );
+        std::fs::write(&path, format!("{toml}\n{tracing}")).unwrap();
         let child = Command::new(BIN)
             .arg("serve")
             .env("TIERWISE_CONFIG", &path)
             .env("TIERWISE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+            .env("TRACES_TOKEN", "collector-secret-token")
+            .env("TRACE_TEST_CLOUD_KEY", CLOUD_KEY)
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -77,6 +85,10 @@ impl Traced {
             .await
             .unwrap()
     }
+}
+
+fn header_of(double: &UpstreamDouble, name: &str) -> String {
+    double.received()[0].headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -118,8 +130,9 @@ async fn a_two_step_chain_with_a_judge_is_one_trace_of_server_attempt_and_judge_
         &[("t", &["a-model", "b-model", "c-model"])],
         "[tasks.t.verify]\nchecks = [\"non_empty\"]\njudge = \"judge-model\"\n",
     )
-    // `b` has a key variable nobody set: skipped, not called.
-    .replace("[upstreams.b]\n", "[upstreams.b]\napi_key_env = \"TIERWISE_TEST_UNSET_KEY\"\n");
+    // `b` has a key variable nobody set: skipped, not called; `c`'s key is a needle.
+    .replace("[upstreams.b]\n", "[upstreams.b]\napi_key_env = \"TIERWISE_TEST_UNSET_KEY\"\n")
+    .replace("[upstreams.c]\n", "[upstreams.c]\napi_key_env = \"TRACE_TEST_CLOUD_KEY\"\n");
     let tierwise = Traced::start(&toml, &receiver.endpoint()).await;
     let response =
         tierwise.chat(json!({"model": "t", "messages": [{"role": "user", "content": "Capital of France?"}]})).await;
@@ -180,10 +193,13 @@ async fn a_two_step_chain_with_a_judge_is_one_trace_of_server_attempt_and_judge_
     assert_eq!(traceparent(&judge, 0), (TRACE_ID.to_string(), hex(&judge_span.span_id)));
     assert_eq!(traceparent(&cloud, 0), (TRACE_ID.to_string(), hex(&cloud_span.span_id)));
 
-    // No prompt, no answer, no feedback in any span.
-    for needle in ["Capital of France?", "Paris", "name the source"] {
+    // No prompt, no answer, no feedback, no key in any span.
+    assert_eq!(header_of(&cloud, "authorization"), format!("Bearer {CLOUD_KEY}"));
+    for needle in ["Capital of France?", "Paris", "name the source", CLOUD_KEY, "collector-secret-token"] {
         assert_eq!(receiver.saw(needle), 0, "a span carried {needle:?}");
     }
+    // The export header's value came from its env var.
+    assert_eq!(receiver.export_header("x-collector-token").as_deref(), Some("collector-secret-token"));
 }
 
 #[tokio::test]
@@ -234,5 +250,82 @@ async fn a_collector_that_is_down_costs_no_request_and_its_spans_are_counted_as_
         }
         assert!(tokio::time::Instant::now() < deadline, "dropped spans not counted: {dropped}");
         tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn over_grpc_the_same_spans_arrive() {
+    let receiver = Receiver::start_grpc().await;
+    let up = UpstreamDouble::start(answer("ok")).await;
+    let toml = config_for(&[("s", "server", &up.base_url())], &[("t", &["s-model"])], "");
+    let tierwise = Traced::start_with(&toml, &receiver.endpoint(), "grpc").await;
+    let response = tierwise.chat(json!({"model": "t", "messages": [{"role": "user", "content": "hi"}]})).await;
+    assert_eq!(response.status(), 200);
+    let spans = receiver.trace(&trace_id(), 2).await;
+    let server = named(&spans, "POST /v1/chat/completions");
+    let attempt = named(&spans, "chat s-upstream-model");
+    assert_eq!(attempt.parent_span_id, server.span_id);
+    assert_eq!(hex(&server.parent_span_id), CLIENT_SPAN);
+    assert_eq!(attr(&attempt.attributes, "gen_ai.request.model").as_deref(), Some("s-upstream-model"));
+    assert_eq!(traceparent(&up, 0).1, hex(&attempt.span_id));
+}
+
+/// The privacy property, for what spans carry: every needle of the leak property's corpus,
+/// planted in each request field, echoed by the local model and quoted back by a local
+/// judge's feedback, streamed or not, never reaches the collector — as planted, or its
+/// digits.
+#[tokio::test]
+async fn no_planted_personal_data_reaches_the_collector_from_any_field_or_local_output() {
+    use crate::leak_property::{plant, FIELDS, NEEDLES};
+    use crate::support::bodies::streaming;
+
+    let receiver = Receiver::start().await;
+    // The local model says what it was asked (so the needle is in its answer); the judge
+    // rejects, quoting the answer (so it is in the feedback, the cloud's prompt).
+    let local = UpstreamDouble::start(Behaviour::Reply(Responder::new(|body: &Value| {
+        let said = format!("You asked: {}", body["messages"]);
+        if body["stream"] == true {
+            streaming(&said)
+        } else {
+            answer(&said)
+        }
+    })))
+    .await;
+    let judge = UpstreamDouble::start(Behaviour::Reply(Responder::new(|body: &Value| {
+        let quoted = body["messages"][0]["content"].as_str().unwrap_or_default().replace('"', "'");
+        answer(&json!({"accept": false, "feedback": format!("Wrong: {quoted}")}).to_string())
+    })))
+    .await;
+    let cloud = UpstreamDouble::start(Behaviour::Reply(Responder::new(|body: &Value| {
+        let said = "The cloud's answer.";
+        if body["stream"] == true {
+            streaming(said)
+        } else {
+            answer(said)
+        }
+    })))
+    .await;
+    let toml = config_for(
+        &[("a", "local", &local.base_url()), ("judge", "local", &judge.base_url()), ("c", "cloud", &cloud.base_url())],
+        &[("t", &["a-model", "c-model"])],
+        "[tasks.t.verify]\nchecks = [\"non_empty\"]\njudge = \"judge-model\"\n[detect]\nmode = \"off\"\n",
+    );
+    let tierwise = Traced::start(&toml, &receiver.endpoint()).await;
+    for (i, needle) in NEEDLES.iter().enumerate() {
+        for field in 0..FIELDS {
+            let response = tierwise.chat(plant(Some(field), needle.0, (i + field) % 2 == 0)).await;
+            assert_eq!(response.status(), 200, "needle {i} in field {field}");
+            let _ = response.bytes().await;
+        }
+    }
+    // Every request's spans arrived (two attempts, a judge call, the request: 4 each).
+    let spans = receiver.trace(&trace_id(), 4 * NEEDLES.len() * FIELDS).await;
+    assert_eq!(spans.len(), 4 * NEEDLES.len() * FIELDS);
+    assert!(judge.calls() >= NEEDLES.len() * FIELDS, "the local output went through the judge");
+    for needle in NEEDLES {
+        assert_eq!(receiver.saw(needle.0), 0, "a span carried {:?}", needle.0);
+        if !needle.1.is_empty() {
+            assert_eq!(receiver.saw(needle.1), 0, "a span carried the digits of {:?}", needle.0);
+        }
     }
 }
