@@ -166,15 +166,19 @@ fn explain(config: &config::Config, args: &ExplainArgs) -> Result<String, String
 /// Logs to stderr (`TIERWISE_LOG`, default `info`), and with traces on, tierwise's spans
 /// — its DEBUG trace spans and events included — to the OTLP exporter.
 fn init_logging_and_traces(telemetry: Option<&Telemetry>) {
+    let Some(telemetry) = telemetry else {
+        // Without traces, the plain subscriber: a registry with per-layer filters costs
+        // measurably more per request (bench/README.md, "Traces: on against off").
+        init_logging_with("info");
+        return;
+    };
     let filter = EnvFilter::try_from_env("TIERWISE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_filter(filter);
-    let traces = telemetry.map(|t| {
-        // tierwise's own trace spans and events at DEBUG; nothing else below INFO, as
-        // debug lines may carry an upstream's words.
-        let spans =
-            Targets::new().with_target("tierwise", Level::INFO).with_target(tierwise::telemetry::TARGET, Level::DEBUG);
-        t.layer().with_filter(spans)
-    });
+    // tierwise's own trace spans and events at DEBUG; nothing else below INFO, as debug
+    // lines may carry an upstream's words.
+    let spans =
+        Targets::new().with_target("tierwise", Level::INFO).with_target(tierwise::telemetry::TARGET, Level::DEBUG);
+    let traces = telemetry.layer().with_filter(spans);
     tracing_subscriber::registry().with(logs).with(traces).init();
 }
 

@@ -101,7 +101,8 @@ pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response 
         wire,
         state: state.clone(),
         budget,
-        span: tracing::Span::current(),
+        // Without traces the run is not instrumented: no tracing work beyond the log span's.
+        span: if crate::telemetry::enabled() { tracing::Span::current() } else { tracing::Span::none() },
         caller,
         request: Arc::new(request),
         plan: Arc::new(plan),

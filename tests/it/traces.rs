@@ -80,6 +80,7 @@ impl Traced {
         client()
             .post(format!("http://127.0.0.1:{}/v1/chat/completions", self.port))
             .header("traceparent", format!("00-{TRACE_ID}-{CLIENT_SPAN}-01"))
+            .header("tracestate", "vendor=client-state")
             .json(&body)
             .send()
             .await
@@ -192,6 +193,7 @@ async fn a_two_step_chain_with_a_judge_is_one_trace_of_server_attempt_and_judge_
     assert_eq!(traceparent(&local, 0), (TRACE_ID.to_string(), hex(&local_span.span_id)));
     assert_eq!(traceparent(&judge, 0), (TRACE_ID.to_string(), hex(&judge_span.span_id)));
     assert_eq!(traceparent(&cloud, 0), (TRACE_ID.to_string(), hex(&cloud_span.span_id)));
+    assert_eq!(header_of(&cloud, "tracestate"), "vendor=client-state", "the client's tracestate goes along");
 
     // No prompt, no answer, no feedback, no key in any span.
     assert_eq!(header_of(&cloud, "authorization"), format!("Bearer {CLOUD_KEY}"));
