@@ -9,7 +9,7 @@
 
 pub mod buckets;
 pub mod budgets;
-mod period;
+pub(crate) mod period;
 mod rate_limits;
 mod redis;
 

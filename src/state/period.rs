@@ -41,7 +41,9 @@ fn seconds(days: i64) -> u64 {
     u64::try_from(days).unwrap_or(0).saturating_mul(86_400)
 }
 
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
+/// Days since 1970-01-01 → (year, month, day), proleptic Gregorian (H. Hinnant); the
+/// audit log's timestamps use it too.
+pub(crate) fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
     let doe = z.rem_euclid(146_097);

@@ -110,8 +110,9 @@ pub fn attempt_span(step: &Step, upstream: &Upstream, warm: Option<bool>) -> Spa
     )
 }
 
-/// The CLIENT span of a call a verifier makes: `role` is `judge`, `consistency` or
-/// `self_check`.
+/// The CLIENT span of a call a verifier makes: `role` is `judge`, or `sampling` (the
+/// extra answers of `consistency` and `self_check`). Its fields repeat the attempt's: a
+/// span's fields are fixed where it is created.
 pub fn call_span(upstream: &Upstream, model: &str, role: &'static str) -> Span {
     debug_span!(
         target: "tierwise::trace",
