@@ -339,4 +339,13 @@ fn tracing_takes_the_otel_variables_for_what_the_file_leaves_unset() {
         assert!(paths(&problems).contains(&path), "{path} not reported: {problems:?}");
     }
     assert_eq!(paths(&problems_of("[tracing]\nsample_ratio = 0.5\n")), ["tracing.otlp_endpoint"]);
+    let grpc_tls = "[tracing]\notlp_endpoint = \"https://collector:4317\"\nprotocol = \"grpc\"\n";
+    assert_eq!(paths(&problems_of(grpc_tls)), ["tracing.otlp_endpoint"], "gRPC over TLS is not built in");
+    let traces_only = |name: &str| match name {
+        "OTEL_EXPORTER_OTLP_ENDPOINT" => Some("http://collector:4317".to_string()),
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL" => Some("grpc".to_string()),
+        _ => None,
+    };
+    let tracing = load_from_str("", &traces_only).unwrap().tracing.unwrap();
+    assert_eq!((tracing.protocol, tracing.endpoint.as_str()), (OtlpProtocol::Grpc, "http://collector:4317"));
 }

@@ -1,7 +1,7 @@
 //! Validation of `[tracing]`, with the standard `OTEL_*` variables for what it leaves
 //! unset: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` (the full traces URL) or
-//! `OTEL_EXPORTER_OTLP_ENDPOINT` (the base), `OTEL_EXPORTER_OTLP_PROTOCOL`,
-//! `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`,
+//! `OTEL_EXPORTER_OTLP_ENDPOINT` (the base), `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`,
+//! `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`, `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`,
 //! `OTEL_SERVICE_NAME`, and `OTEL_SDK_DISABLED`.
 
 use super::raw::RawTracing;
@@ -17,7 +17,11 @@ pub(super) fn tracing(
     if var("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return None;
     }
-    let protocol_text = raw.protocol.clone().or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
+    let protocol_text = raw
+        .protocol
+        .clone()
+        .or_else(|| var("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"))
+        .or_else(|| var("OTEL_EXPORTER_OTLP_PROTOCOL"));
     let protocol = match protocol_text.as_deref().unwrap_or("http/protobuf") {
         "http/protobuf" => OtlpProtocol::HttpProtobuf,
         "grpc" => OtlpProtocol::Grpc,
@@ -47,6 +51,13 @@ pub(super) fn tracing(
             return None;
         }
     };
+    if protocol == OtlpProtocol::Grpc && endpoint.starts_with("https://") {
+        problems.hint(
+            "tracing.otlp_endpoint",
+            "gRPC over TLS is not built in",
+            "use protocol = \"http/protobuf\" for an https:// collector (port 4318), or plain http:// for gRPC",
+        );
+    }
     if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
         problems.hint(
             "tracing.otlp_endpoint",
@@ -66,8 +77,9 @@ pub(super) fn tracing(
         }
     }
     if raw.headers.is_empty() {
-        // `OTEL_EXPORTER_OTLP_HEADERS`: `name=value,name=value` (values URL-encoded).
-        for pair in var("OTEL_EXPORTER_OTLP_HEADERS").unwrap_or_default().split(',') {
+        // `OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`: `name=value,name=value` (values URL-encoded).
+        let listed = var("OTEL_EXPORTER_OTLP_TRACES_HEADERS").or_else(|| var("OTEL_EXPORTER_OTLP_HEADERS"));
+        for pair in listed.unwrap_or_default().split(',') {
             if let Some((name, value)) = pair.split_once('=') {
                 headers.push((name.trim().to_string(), Secret::new(percent_decode(value.trim()))));
             }
