@@ -106,6 +106,9 @@ fn text_of(content: Option<&Content>) -> Option<&str> {
     }
 }
 
+/// The most a JSON verdict may take (a yes/no one takes 1).
+pub const MAX_TOKENS: u64 = 256;
+
 /// Asks `model` on `upstream` for its ruling; also what the call used, when it answered.
 pub async fn ask(
     upstream: &Upstream,
@@ -117,7 +120,7 @@ pub async fn ask(
         "model": model,
         "messages": [{"role": "user", "content": prompt}],
         "temperature": 0,
-        "max_tokens": 256,
+        "max_tokens": MAX_TOKENS,
         "response_format": {"type": "json_object"},
     });
     let span = crate::telemetry::call_span(upstream, model, "judge");

@@ -16,6 +16,7 @@ use super::trail::{VerifyCall, VerifyKind};
 use super::{assemble, judge, verify, Candidate, Guard, Guarded, Produced, RunContext, Screened};
 use crate::config::{JudgeScore, Profile, VerifyConfig};
 use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier};
+use crate::state::budgets::micro_usd;
 use crate::upstream::{Failure, Reply, UpstreamError};
 
 pub enum Judged {
@@ -274,6 +275,19 @@ async fn ask_judge(
         return Err(format!("verifier error: judge \"{alias}\" has no API key ({env} is not set)"));
     }
     let prompt = judge::render(&verify.judge_prompt, ctx.request, answer);
+    // A priced judge is a paid call: its prompt and 256 completion tokens are reserved
+    // against the request's budgets, and settled to what it used.
+    let budgeted = match (ctx.budget, model.price.filter(|p| p.input_usd_per_mtok > 0.0 || p.output_usd_per_mtok > 0.0))
+    {
+        (Some(hold), Some(price)) => {
+            let estimate = micro_usd(price.cost(prompt.len() as u64 / 4, judge::MAX_TOKENS));
+            if let Err(why) = hold.reserve(alias, estimate).await {
+                return Err(format!("verifier error: judge \"{alias}\" skipped: {}", why.explain(ctx.profile.locale)));
+            }
+            Some((hold, price))
+        }
+        _ => None,
+    };
     let asked = Instant::now();
     let (verdict, tokens) = match verify.judge_score {
         JudgeScore::Json => {
@@ -287,6 +301,9 @@ async fn ask_judge(
             (score.map(|s| (s, ruling(s))), tokens)
         }
     };
+    if let Some((hold, price)) = budgeted {
+        hold.spent(alias, tokens.map_or(0, |t| micro_usd(price.cost(t.prompt, t.completion))));
+    }
     notes.calls.push(VerifyCall {
         kind: VerifyKind::Judge,
         tier: judge_tier,

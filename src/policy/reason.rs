@@ -309,9 +309,11 @@ impl Why {
     }
 }
 
-/// `5.00` (or `5,00`) from micro-USD.
+/// `5.00` (or `5,00`) from micro-USD; below a cent, to a hundredth of a cent (`0.0010`).
 fn usd(micro_usd: i64, decimal: char) -> String {
-    format!("{:.2}", micro_usd as f64 / 1e6).replace('.', &decimal.to_string())
+    let usd = micro_usd as f64 / 1e6;
+    let text = if micro_usd < 10_000 { format!("{usd:.4}") } else { format!("{usd:.2}") };
+    text.replace('.', &decimal.to_string())
 }
 
 fn said_suffix(said: &Option<String>) -> String {

@@ -139,3 +139,56 @@ async fn with_redis_out_budgets_are_kept_locally_or_paid_steps_are_skipped_by_on
     assert_eq!(header(&refused, "retry-after"), "1", "come back when the state may be back");
     assert_eq!(cloud.calls(), 2, "only the two calls made under on_error = local");
 }
+
+#[tokio::test]
+async fn a_priced_judge_is_a_paid_call_reserved_and_settled_against_the_budget() {
+    use crate::support::bodies::answer as said;
+    let local = UpstreamDouble::start(said("Paris.")).await;
+    // The judge answers a verdict reporting 12 tokens: $0.00012 at $10 per million.
+    let judge = UpstreamDouble::start(said(r#"{"accept": true}"#)).await;
+    let cloud = UpstreamDouble::start(said("Paris is the capital.")).await;
+    let app = |budget: &'static str| {
+        let toml = config_for(
+            &[
+                ("local", "local", &local.base_url()),
+                ("judge", "server", &judge.base_url()),
+                ("cloud", "cloud", &cloud.base_url()),
+            ],
+            &[("t", &["local-model", "cloud-model"])],
+            &format!(
+                "[tasks.t.verify]\nchecks = [\"non_empty\"]\njudge = \"judge-model\"\n\n[[keys]]\nkey_env = \"KEY_A\"\n\
+                 name = \"team\"\nprofile = \"default\"\nbudget_usd_daily = {budget}\n"
+            ),
+        )
+        .replace(
+            "name = \"judge-upstream-model\"\n",
+            "name = \"judge-upstream-model\"\nprice = { input_usd_per_mtok = 10.0, output_usd_per_mtok = 10.0 }\n",
+        )
+        .replace(
+            "name = \"cloud-upstream-model\"\n",
+            "name = \"cloud-upstream-model\"\nprice = { input_usd_per_mtok = 10.0, output_usd_per_mtok = 10.0 }\n",
+        );
+        async move { TestApp::start_with_env(&toml, KEYS).await }
+    };
+
+    // Enough: the judge is called, accepts, and its real cost is what the key spent.
+    let rich = app("1.0").await;
+    let response = ask(&rich, "t", "en").await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "x-tierwise-tier"), "local");
+    assert_eq!(judge.calls(), 1);
+    let spent = metric(&rich, "tierwise_spend_usd_total{name=\"team\",scope=\"key\"}").await;
+    assert!((spent - 0.00012).abs() < 1e-12, "spent {spent}");
+
+    // A tenth of a cent: the judge's estimate (its prompt and 256 tokens) does not fit,
+    // so it is not asked; the answer escalates, and the paid cloud step does not fit either.
+    let poor = app("0.001").await;
+    let refused = ask(&poor, "t", "en").await;
+    assert_eq!(refused.status(), 429);
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "budget_exceeded");
+    let message = error["error"]["message"].as_str().unwrap();
+    assert!(message.contains("judge \"judge-model\" skipped: over the daily budget of $0.0010"), "{message}");
+    assert_eq!(judge.calls(), 1, "the poor key's request never reached the judge");
+    assert_eq!(cloud.calls(), 0);
+}
