@@ -96,6 +96,9 @@ pub fn ready<'a>(
         Some(request) => {
             (Endpoint::Responses, native::body(request, &step.upstream_model, feedback, ctx.request.is_stream()))
         }
+        None if ctx.endpoint == Endpoint::Embeddings => {
+            (ctx.endpoint, ctx.request.embeddings_body(&step.upstream_model))
+        }
         None => (ctx.endpoint, ctx.request.body_with(&step.upstream_model, feedback, logprobs)),
     };
     let body = body.map_err(|err| Why::Failed {

@@ -125,10 +125,10 @@ impl<'de> Deserialize<'de> for Content {
 #[derive(Serialize)]
 struct Outgoing<'a> {
     model: &'a str,
-    /// Absent from an embeddings request (which is kept as a chat request without
-    /// messages: its fields are all in `rest`).
-    #[serde(skip_serializing_if = "<[Message]>::is_empty")]
-    messages: &'a [Message],
+    /// `None` for an embeddings request (kept as a chat request without messages: its
+    /// fields are all in `rest`). A chat request's are sent as they are, even empty.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    messages: Option<&'a [Message]>,
     #[serde(skip_serializing_if = "Option::is_none")]
     stream: Option<bool>,
     /// Set when a verifier needs the answer's token probabilities.
@@ -269,7 +269,16 @@ impl ChatRequest {
             &self.rest
         };
         let logprobs = logprobs.then_some(true);
-        let outgoing = Outgoing { model: upstream_model, messages, stream: self.stream, logprobs, rest };
+        let outgoing =
+            Outgoing { model: upstream_model, messages: Some(messages), stream: self.stream, logprobs, rest };
+        serde_json::to_vec(&outgoing).map(Bytes::from)
+    }
+
+    /// The body of an embeddings request (no messages) for an upstream that knows the
+    /// model as `upstream_model`.
+    pub fn embeddings_body(&self, upstream_model: &str) -> Result<Bytes, serde_json::Error> {
+        let outgoing =
+            Outgoing { model: upstream_model, messages: None, stream: None, logprobs: None, rest: &self.rest };
         serde_json::to_vec(&outgoing).map(Bytes::from)
     }
 
@@ -290,6 +299,18 @@ impl ChatRequest {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn an_empty_conversation_is_sent_as_one_and_an_embeddings_body_has_none() {
+        // Found by the chat_request fuzz target: `messages: []` was left out of the
+        // forwarded body, which then no longer parsed as a chat request.
+        let request: ChatRequest = serde_json::from_value(json!({"model": "chat", "messages": []})).unwrap();
+        let body: Value = serde_json::from_slice(&request.body_for("m", &[String::new()]).unwrap()).unwrap();
+        assert_eq!(body["messages"], json!([]));
+        let embeddings = ChatRequest { model: None, messages: Vec::new(), stream: None, rest: Map::new() };
+        let body: Value = serde_json::from_slice(&embeddings.embeddings_body("e").unwrap()).unwrap();
+        assert_eq!(body, json!({"model": "e"}));
+    }
 
     #[test]
     fn forwards_unknown_fields_and_rewrites_model() {
