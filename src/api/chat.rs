@@ -275,8 +275,7 @@ fn budget_hold(state: &AppState, config: &Config, caller: &Caller) -> Option<Arc
     let mut limits = budgets::Limit::of("profile", &profile.name, &profile.name, profile.budget, now);
     let key = caller.key.and_then(|key| config.auth.keys.iter().find(|k| k.digest == key.digest));
     if let Some(key) = key.filter(|k| !k.budget.is_unlimited()) {
-        let id: String = key.digest.iter().map(|b| format!("{b:02x}")).collect();
-        limits.extend(budgets::Limit::of("key", &key.name, &id, key.budget, now));
+        limits.extend(budgets::Limit::of("key", &key.name, &crate::config::hex(&key.digest), key.budget, now));
     }
     budgets::Hold::new(state.budgets.clone(), limits)
 }

@@ -134,7 +134,7 @@ impl Job {
         if let Some(budget) = &self.budget {
             let config = &self.caller.generation.config;
             for attempt in trail.attempts() {
-                let price = config.models.get(&attempt.model).and_then(|m| m.price);
+                let price = config.price_of(&attempt.model);
                 if let (Some(price), Some(tokens)) = (price, attempt.tokens) {
                     budget.spent(&attempt.model, micro_usd(price.cost(tokens.prompt, tokens.completion)));
                 }

@@ -249,7 +249,7 @@ fn passthrough(
         let usage = read_usage(events);
         if let Some(usage) = usage {
             metrics.tokens_used(&config, tier, &model, usage.prompt, usage.completion);
-            let price = config.models.get(&model).and_then(|m| m.price);
+            let price = config.price_of(&model);
             if let (Some(budget), Some(price)) = (&budget, price) {
                 budget.spent(&model, crate::state::budgets::micro_usd(price.cost(usage.prompt, usage.completion)));
             }

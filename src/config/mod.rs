@@ -35,7 +35,7 @@ use crate::policy::{ContentClass, DetectPolicy, Detector, Locale, Tier};
 
 pub use load::{load, load_from_str, load_with, ConfigError, ConfigSource};
 pub use validate::{validate, Problem};
-pub use validate_access::sha256;
+pub use validate_access::{hex, sha256};
 pub use verify::{Confidence, ConfidenceScore, Consistency, Extract, JudgeScore, Sampling, SelfCheck, VerifyConfig};
 
 /// The validated runtime configuration.
@@ -267,6 +267,11 @@ impl Price {
     pub fn cost(&self, prompt: u64, completion: u64) -> f64 {
         (prompt as f64 * self.input_usd_per_mtok + completion as f64 * self.output_usd_per_mtok) / 1e6
     }
+
+    /// Whether calls cost anything (a zero price is a free model).
+    pub fn is_paid(&self) -> bool {
+        self.input_usd_per_mtok > 0.0 || self.output_usd_per_mtok > 0.0
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -400,6 +405,11 @@ impl Config {
     /// The upstream serving a model alias. Validation guarantees it exists.
     pub fn upstream_of(&self, model: &ModelConfig) -> Option<&UpstreamConfig> {
         self.upstreams.get(&model.upstream)
+    }
+
+    /// The configured price of a model alias, if it has one.
+    pub fn price_of(&self, alias: &str) -> Option<Price> {
+        self.models.get(alias).and_then(|m| m.price)
     }
 
     /// A one-line summary per section, for `check-config`.

@@ -152,10 +152,8 @@ pub(super) fn auth(
             requests_per_minute: per_minute(&path, "requests_per_minute", key.requests_per_minute, problems),
             tokens_per_minute: per_minute(&path, "tokens_per_minute", key.tokens_per_minute, problems),
         };
-        let name = key.name.clone().or_else(|| key.key_env.clone()).unwrap_or_else(|| {
-            let hex: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-            format!("key-{hex}")
-        });
+        let name =
+            key.name.clone().or_else(|| key.key_env.clone()).unwrap_or_else(|| format!("key-{}", hex(&digest[..4])));
         let budget = budget(&path, key.budget_usd_daily, key.budget_usd_monthly, problems);
         keys.push(ClientKey { digest, name, budget, profile, admin: key.admin.unwrap_or(false), limits });
     }
@@ -184,6 +182,11 @@ fn per_minute(path: &str, field: &str, value: Option<u64>, problems: &mut Proble
     value.filter(|v| *v > 0)
 }
 
+/// Lower-case hex of `bytes` (digests in keys, names and caches).
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     let mut out = [0u8; 32];
@@ -210,7 +213,7 @@ mod tests {
     #[test]
     fn hex_digests_parse_exactly() {
         let digest = sha256(b"abc");
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = hex(&digest);
         assert_eq!(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
         assert_eq!(parse_hex_digest(&hex), Some(digest));
         assert_eq!(parse_hex_digest(&hex[..62]), None);

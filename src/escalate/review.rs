@@ -277,8 +277,7 @@ async fn ask_judge(
     let prompt = judge::render(&verify.judge_prompt, ctx.request, answer);
     // A priced judge is a paid call: its prompt and 256 completion tokens are reserved
     // against the request's budgets, and settled to what it used.
-    let budgeted = match (ctx.budget, model.price.filter(|p| p.input_usd_per_mtok > 0.0 || p.output_usd_per_mtok > 0.0))
-    {
+    let budgeted = match (ctx.budget, model.price.filter(crate::config::Price::is_paid)) {
         (Some(hold), Some(price)) => {
             let estimate = micro_usd(price.cost(prompt.len() as u64 / 4, judge::MAX_TOKENS));
             if let Err(why) = hold.reserve(alias, estimate).await {

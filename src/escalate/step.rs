@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, error, Instrument};
 
 use super::{Guard, RunContext, Trail, Verdict};
-use crate::config::UpstreamConfig;
+use crate::config::{Price, UpstreamConfig};
 use crate::openai::responses::native;
 use crate::policy::{ContentClass, Plan, PlannedStep, Step, Tier, Why};
 use crate::state::budgets::{micro_usd, Hold};
@@ -114,8 +114,7 @@ pub fn ready<'a>(
 /// when reserved, `Ok(None)` when the step is free or the request has no budget.
 async fn reserve_budget<'a>(ctx: &RunContext<'a>, ready: &Ready<'_>) -> Result<Option<&'a Hold>, Why> {
     let Some(hold) = ctx.budget else { return Ok(None) };
-    let price = ctx.config.models.get(&ready.step.model).and_then(|m| m.price);
-    let Some(price) = price.filter(|p| p.input_usd_per_mtok > 0.0 || p.output_usd_per_mtok > 0.0) else {
+    let Some(price) = ctx.config.price_of(&ready.step.model).filter(Price::is_paid) else {
         return Ok(None);
     };
     let prompt = ctx.request.texts().map(|(_, text)| text.len() as u64).sum::<u64>() / 4;

@@ -94,10 +94,7 @@ const STRONGEST_SHARE: &str = "reached_strongest_tier";
 
 impl Report {
     pub fn new(facts: Facts) -> Report {
-        let priced = facts
-            .chain
-            .iter()
-            .any(|(_, _, price)| price.is_some_and(|p| p.input_usd_per_mtok > 0.0 || p.output_usd_per_mtok > 0.0));
+        let priced = facts.chain.iter().any(|(_, _, price)| price.is_some_and(|p| p.is_paid()));
         let x_of = |s: &Summary| if priced { s.cost_per_1k_requests_usd } else { s.reached_strongest_tier };
         let points = facts
             .summaries

@@ -90,7 +90,7 @@ impl Context<'_> {
     }
 
     fn cost(&self, model: &str, prompt: Option<u64>, completion: Option<u64>) -> f64 {
-        let price = self.config.models.get(model).and_then(|m| m.price);
+        let price = self.config.price_of(model);
         price.map_or(0.0, |p| p.cost(prompt.unwrap_or(0), completion.unwrap_or(0)))
     }
 }

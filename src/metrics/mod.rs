@@ -186,7 +186,7 @@ impl Metrics {
         let tier = tier.as_str();
         self.tokens.with_label_values(&[tier, model, "prompt"]).inc_by(prompt);
         self.tokens.with_label_values(&[tier, model, "completion"]).inc_by(completion);
-        if let Some(price) = config.models.get(model).and_then(|m| m.price) {
+        if let Some(price) = config.price_of(model) {
             self.cost.with_label_values(&[tier, model]).inc_by(price.cost(prompt, completion));
         }
     }

@@ -51,11 +51,6 @@ impl RateLimits {
         RateLimits { local: RateLimiter::default(), shared, metrics }
     }
 
-    /// In memory only (tests, `tierwise eval`).
-    pub fn in_memory(metrics: Metrics) -> Self {
-        RateLimits { local: RateLimiter::default(), shared: None, metrics }
-    }
-
     /// Admits one request from `key`: at most one Redis round trip, none for a key
     /// without limits.
     pub async fn admit(&self, key: KeyId) -> Result<(), Refusal> {

@@ -243,8 +243,7 @@ impl RedisStore {
     }
 
     fn bucket_key(&self, digest: &[u8; 32]) -> String {
-        let id: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("{}rate:v1:{id}", self.prefix)
+        format!("{}rate:v1:{}", self.prefix, crate::config::hex(digest))
     }
 
     /// Runs one command under the command timeout, and keeps the outage bookkeeping.

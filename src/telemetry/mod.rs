@@ -74,7 +74,6 @@ impl Telemetry {
             .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.sample_ratio))))
             .with_resource(resource)
             .build();
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
         ENABLED.store(true, Ordering::Relaxed);
         Ok(Telemetry { provider })
     }

@@ -61,7 +61,7 @@ impl Replay {
         key.extend_from_slice(endpoint.as_bytes());
         key.push(0);
         key.extend_from_slice(body);
-        let digest: String = crate::config::sha256(&key).iter().map(|b| format!("{b:02x}")).collect();
+        let digest = crate::config::hex(&crate::config::sha256(&key));
         self.dir.join(format!("{digest}.json"))
     }
 
