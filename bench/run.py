@@ -23,6 +23,12 @@ Environment (all optional):
                             redis-server this script starts: what the shared state costs per
                             request (bench/README.md, "Shared state")
 
+  BENCH_CACHE               hit: task chat caches its answers, so every request after the warm-up is
+                            answered from the cache (what a hit costs; the direct side still waits on
+                            the upstream). refresh: every request carries x-tierwise-cache: refresh, so
+                            it is keyed, run and stored but never served (what a miss costs)
+                            (bench/README.md, "The response cache")
+
 Python 3.11 standard library only. Every process it starts is stopped in a finally block;
 everything listens and connects on 127.0.0.1 only; every loop is bounded.
 """
@@ -169,7 +175,11 @@ def tracing_config(procs: Procs, workdir: pathlib.Path) -> str:
 
 
 def auth_args() -> list[str]:
-    return ["-H", f"authorization: Bearer {BENCH_KEY}"] if os.environ.get("BENCH_STATE") else []
+    args = ["-H", f"authorization: Bearer {BENCH_KEY}"] if os.environ.get("BENCH_STATE") else []
+    cache = os.environ.get("BENCH_CACHE")
+    if cache not in (None, "", "hit", "refresh"):
+        raise SystemExit(f"BENCH_CACHE must be hit or refresh, not {cache!r}")
+    return args + (["-H", "x-tierwise-cache: refresh"] if cache == "refresh" else [])
 
 
 def start_tierwise(procs: Procs, upstream_port: int, workdir: pathlib.Path) -> tuple[subprocess.Popen, int, float]:
@@ -195,6 +205,10 @@ chain = ["bench"]
     if os.environ.get("BENCH_TRACING") == "1":
         with config.open("a") as f:
             f.write(tracing_config(procs, workdir))
+    if os.environ.get("BENCH_CACHE"):
+        text = config.read_text().replace(
+            'chain = ["bench"]\n', 'chain = ["bench"]\ncache = { ttl_s = 3600, deterministic_only = false }\n')
+        config.write_text(text)
     state = os.environ.get("BENCH_STATE")
     if state:
         with config.open("a") as f:

@@ -185,6 +185,7 @@ upstream = "stalling"
 
 [tasks.chat]
 chain = ["bench"]
+cache = {{ ttl_s = 3600, max_bytes = {CACHE_MAX_BYTES}, deterministic_only = false }}
 [tasks.escalate]
 chain = ["dead", "bench"]
 [tasks.stalled]
@@ -225,11 +226,17 @@ def start_tierwise(procs: Procs, binary: pathlib.Path, config: pathlib.Path, por
 # ---------------------------------------------------------------------------------------
 
 
-def body_for(kind: str) -> bytes:
+# Task chat caches its answers in this many bytes, and every request to it is a new prompt:
+# a flood of unique prompts the store must stay within (docs/caching.md).
+CACHE_MAX_BYTES = 262144
+
+
+def body_for(kind: str, request_id: str) -> bytes:
     model = {"json": "chat", "stream": "chat", "disconnect": "chat", "escalate": "escalate",
              "escalate_stream": "escalate", "stall": "stalled", "stall_only": "stall",
              "disconnect_wait": "stall"}[kind]
-    body = {"model": model, "messages": [{"role": "user", "content": "Say hello."}]}
+    content = f"Say hello to {request_id}." if model == "chat" else "Say hello."
+    body = {"model": model, "messages": [{"role": "user", "content": content}]}
     if kind in ("stream", "escalate_stream", "disconnect"):
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
@@ -250,7 +257,7 @@ def one_request(port: int, kind: str, request_id: str, due: float, args: argpars
            "got_headers": False, "outcome": None}
     conn = http.client.HTTPConnection(HOST, port, timeout=CLIENT_TIMEOUT_S)
     try:
-        body = body_for(kind)
+        body = body_for(kind, request_id)
         conn.request("POST", PATH, body=body, headers={"content-type": "application/json", "x-request-id": request_id})
         if kind == "disconnect_wait":
             # tierwise is now waiting on the stalling upstream: hang up before its answer.
@@ -360,7 +367,10 @@ class Sampler:
     def sample(self) -> dict:
         s = {"t_s": round(time.monotonic() - self.t0, 1), **proc_status(self.pid)}
         try:
-            s["in_flight"] = metrics(self.port).get("tierwise_in_flight_requests")
+            values = metrics(self.port)
+            s["in_flight"] = values.get("tierwise_in_flight_requests")
+            s["cache_bytes"] = values.get('tierwise_cache_bytes{task="chat"}', 0.0)
+            s["cache_evictions"] = values.get('tierwise_cache_evictions_total{cause="size",task="chat"}', 0.0)
         except OSError:
             s["in_flight"] = None
         s["stall_open"] = self.stall.open_now()
@@ -546,7 +556,10 @@ def report(args: argparse.Namespace, results: list[dict], samples: list[dict], a
     lines += ["", "## End state", "",
               f"in flight after the load: {end['in_flight']}; tierwise exit code after SIGTERM: {end['exit_code']}; "
               f"stall server: {stall['accepted']} connections accepted, {stall['closed_by_peer']} closed by tierwise, "
-              f"{stall['open_at_end']} open at the end, at most {stall['max_open']} open at once."]
+              f"{stall['open_at_end']} open at the end, at most {stall['max_open']} open at once.",
+              "", f"Response cache of task chat (every prompt new): at most {end['cache']['most_held']:.0f} bytes held "
+              f"of max_bytes {end['cache']['max_bytes']}; {end['cache']['evicted_for_size']:.0f} entries evicted "
+              "to stay within it."]
     for name, exit_ in end["unexpected_exits"].items():
         lines.append(f"\n**{name} exited during the run** (code {exit_['returncode']}, noticed at t={exit_['seen_at_s']} s; "
                      "this script did not stop it): the outcomes and RSS after that are not those of the planned mix.")
@@ -630,7 +643,10 @@ def main() -> int:
         tierwise_log = dict(log_counts(workdir / "tierwise.stderr.log").most_common())
         stall_state = {"accepted": stall.accepted, "closed_by_peer": stall.closed_by_peer,
                        "open_at_end": stall.open_now(), "max_open": stall.max_open}
-        end = {"in_flight": in_flight, "exit_code": exit_code, "unexpected_exits": sampler.exits}
+        cache_max = max((x.get("cache_bytes") or 0.0 for x in sampler.samples), default=0.0)
+        evicted = max((x.get("cache_evictions") or 0.0 for x in sampler.samples), default=0.0)
+        end = {"in_flight": in_flight, "exit_code": exit_code, "unexpected_exits": sampler.exits,
+               "cache": {"max_bytes": CACHE_MAX_BYTES, "most_held": cache_max, "evicted_for_size": evicted}}
         failed = [name for name, passed in (
             ("every request got what its kind should get", not any(
                 not r["outcome"].startswith("ok") for r in results)),
@@ -640,6 +656,7 @@ def main() -> int:
             ("tierwise exited 0 on SIGTERM", exit_code == 0),
             ("tierwise logged nothing unexpected (no panic)", not any(k.startswith("other") for k in tierwise_log)),
             ("no process died on its own", not sampler.exits),
+            ("the response cache stayed within its max_bytes", cache_max <= CACHE_MAX_BYTES),
         ) if not passed]
         end["failed_checks"] = failed
         # Not a check: a client that hangs up before tierwise has read its request (tierwise

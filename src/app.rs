@@ -86,6 +86,9 @@ pub struct AppState {
     pub rate_limits: Arc<RateLimits>,
     /// Spend budgets of keys and profiles, in memory or in Redis; kept across reloads.
     pub budgets: Arc<Budgets>,
+    /// Accepted answers served again (`[tasks.NAME] cache`); kept across reloads (a
+    /// changed task changes its keys).
+    pub cache: Arc<crate::cache::ResponseCache>,
     /// The Redis of `[state] backend = "redis"`: rate limits, budgets, circuits.
     shared: Option<Arc<RedisStore>>,
     /// The root of the shutdown tree: cancelled on SIGINT or SIGTERM (or by a test).
@@ -116,12 +119,18 @@ impl AppState {
         let shared = crate::state::connect(&config.state, &metrics)?;
         let rate_limits = RateLimits::new(shared.clone(), metrics.clone());
         let budgets = Budgets::new(shared.clone(), metrics.clone());
+        let cache_tier = match &config.state {
+            crate::config::StateConfig::Redis(redis) => redis.cache_tier,
+            crate::config::StateConfig::Memory => crate::policy::Tier::Local,
+        };
+        let cache = Arc::new(crate::cache::ResponseCache::new(shared.clone(), cache_tier, metrics.clone()));
         let generation = Generation::build(config, &metrics, replay.as_ref(), shared.as_ref())?;
         Ok(AppState {
             generation: Arc::new(RwLock::new(Arc::new(generation))),
             admission: Arc::new(admission),
             rate_limits: Arc::new(rate_limits),
             budgets: Arc::new(budgets),
+            cache,
             shared,
             metrics,
             audit: Arc::new(audit),

@@ -43,6 +43,8 @@
 pub mod api;
 pub mod app;
 pub mod audit;
+pub mod cache;
+pub mod canonical;
 pub mod config;
 pub mod error;
 pub mod escalate;

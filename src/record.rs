@@ -158,6 +158,9 @@ impl RequestRecord<'_> {
             "duration_ms": (planned.took.as_secs_f64() * 1e6).round() / 1e3,
             "tokens": {"prompt": tokens.prompt, "completion": tokens.completion},
         });
+        if let Some(cache) = &planned.trail.cache {
+            line["cache"] = cache.view();
+        }
         if let (true, Some((messages, answer))) = (include_content, &planned.content) {
             line["messages"] = serde_json::to_value(messages).unwrap_or(Value::Null);
             line["answer"] = answer.clone().map(Value::String).unwrap_or(Value::Null);

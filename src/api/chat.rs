@@ -11,6 +11,7 @@ use axum::Extension;
 use http::HeaderMap;
 use tokio::time::Instant;
 
+use super::cached::{self, Looked};
 use super::caller::Caller;
 use super::extract::JsonBody;
 use super::headers::{set_trail, CONTENT_CLASS, DEADLINE, TASK};
@@ -91,6 +92,20 @@ pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response 
             return response;
         }
     };
+    let asker = cached::Asker {
+        task: &plan.task,
+        profile: &caller.profile.name,
+        key: caller.key.as_ref().map(|k| &k.digest),
+        class: classification.class,
+    };
+    let looked = match cached::look(&state, &config, &headers, &request, &wire, &asker).await {
+        Ok(looked) => looked,
+        Err(err) => {
+            let mut response = early(err, Some(&resolved.task));
+            response.headers_mut().insert(cached::CACHE, http::HeaderValue::from_static("miss"));
+            return response;
+        }
+    };
     let tokens_limited = caller.key.is_some_and(|k| k.limits.tokens_per_minute.is_some());
     // Read only if the request is dropped mid-run: for its record and its tokens.
     let progress = (state.audit.enabled() || tokens_limited).then(Progress::default);
@@ -113,7 +128,14 @@ pub async fn serve(call: Call, body: Result<ChatRequest, ApiError>) -> Response 
         recorded: false,
         progress,
         guards: Some(Guards { in_flight, slot }),
+        cache: match &looked {
+            Looked::Run(cache) => cache.clone(),
+            Looked::Hit(_) => None,
+        },
     };
+    if let Looked::Hit(hit) = looked {
+        return cached::serve_hit(job, hit);
+    }
     let mut running = Box::pin(job.run());
     if may_buffer {
         // A verified stream is buffered: if it takes long, start the response with

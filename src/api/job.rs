@@ -59,6 +59,8 @@ pub struct Job {
     /// The spend budgets the request falls under; settled when the last holder drops it
     /// (a passed-through stream holds it until its body ends).
     pub budget: Option<Arc<Hold>>,
+    /// What the response cache does with the request's answer (a task with a cache).
+    pub cache: Option<super::cached::CacheUse>,
 }
 
 /// What a request holds until its response is done: its place in

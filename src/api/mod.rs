@@ -1,6 +1,7 @@
 //! HTTP handlers: they translate HTTP ⇄ domain and nothing else.
 
 pub mod admission;
+mod cached;
 pub mod caller;
 pub mod chat;
 pub mod embeddings;

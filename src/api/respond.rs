@@ -43,11 +43,13 @@ pub fn finish(mut job: Job, outcome: Outcome) -> Response {
         }
         _ => {}
     }
+    trail.cache = job.cache.as_ref().map(|c| c.note.clone());
     let answered = result.as_ref().ok().map(|a| (a.step.tier, a.step.model.clone()));
     let applied = job.applied_class(&trail);
     let mut response = match result {
         Ok(answer) => {
             job.record(&trail, Some(&answer), responded(StatusCode::OK, None));
+            super::cached::keep(&job, &trail, &answer);
             answer_response(&job, &trail, answer, guards)
         }
         Err(err) => {
@@ -58,11 +60,12 @@ pub fn finish(mut job: Job, outcome: Outcome) -> Response {
     };
     let answered = answered.as_ref().map(|(tier, model)| (*tier, model.as_str()));
     headers::set_trail(response.headers_mut(), &job.plan.task, answered, &trail, &applied);
+    super::cached::set_header(response.headers_mut(), &trail);
     response
 }
 
 /// How a response that went out with `status` ended, for the record.
-fn responded(status: StatusCode, error: Option<String>) -> Ending {
+pub(super) fn responded(status: StatusCode, error: Option<String>) -> Ending {
     let outcome = if error.is_none() {
         metrics::Outcome::Answered
     } else if status.is_client_error() {
@@ -79,6 +82,7 @@ fn responded(status: StatusCode, error: Option<String>) -> Ending {
 pub fn delayed(job: Job, running: Running) -> Response {
     let interval = job.caller.generation.config.server.sse_keepalive;
     let (task, class) = (job.plan.task.clone(), job.classification.class);
+    let cache_only = Trail { cache: job.cache.as_ref().map(|c| c.note.clone()), ..Trail::default() };
     let body = stream::unfold(Phase::Waiting(running, Box::new(job)), move |phase| async move {
         match phase {
             Phase::Waiting(mut running, job) => {
@@ -101,6 +105,7 @@ pub fn delayed(job: Job, running: Running) -> Response {
     // Only what is known before the first byte; the rest is in the trailing comment.
     headers::try_set(response.headers_mut(), headers::TASK, &task);
     headers::try_set(response.headers_mut(), headers::CONTENT_CLASS, class.as_str());
+    super::cached::set_header(response.headers_mut(), &cache_only);
     response
 }
 
@@ -113,17 +118,20 @@ enum Phase {
 /// before the answer was known: 200, whatever follows.
 fn deliver(mut job: Job, outcome: Outcome) -> BoxStream<'static, Bytes> {
     let guards = job.guards.take();
-    let Outcome { trail, result } = outcome;
+    let Outcome { mut trail, result } = outcome;
+    trail.cache = job.cache.as_ref().map(|c| c.note.clone());
     let answered = result.as_ref().ok().map(|a| (a.step.tier, a.step.model.clone()));
     let trailer = trailer_comment(&job, &trail, answered.as_ref().map(|(t, m)| (*t, m.as_str())));
     let include_usage = job.request.include_usage();
     let events = match result {
         Ok(answer) => {
             job.record(&trail, Some(&answer), responded(StatusCode::OK, None));
+            super::cached::keep(&job, &trail, &answer);
             match answer.produced {
                 Produced::Upstream(Reply::Stream { first, rest }) => {
-                    let events =
-                        passthrough(&job, (answer.step.tier, &answer.step.model), first, rest, usage::in_events);
+                    let made_by = (answer.step.tier, answer.step.model.as_str());
+                    let events = passthrough(&job, made_by, first, rest, usage::in_events);
+                    let events = super::cached::tee(&job, &trail, made_by, events);
                     in_wire_shape(&job.wire, events.chain(stream::once(async move { trailer })).boxed())
                 }
                 // Already in the client's shape: the upstream's own Responses events.
@@ -162,12 +170,13 @@ fn completion_of(produced: Produced) -> Value {
 }
 
 /// `: tierwise {...}` — what the headers could not say when they went out.
-fn trailer_comment(job: &Job, trail: &Trail, answered: Option<(Tier, &str)>) -> Bytes {
+pub(super) fn trailer_comment(job: &Job, trail: &Trail, answered: Option<(Tier, &str)>) -> Bytes {
     let summary = json!({
         "task": job.plan.task,
         "tier": answered.map_or("none", |a| a.0.as_str()),
         "model": answered.map(|a| a.1),
         "attempts": trail.header_value(),
+        "cache": trail.cache.as_ref().map(|c| c.result.as_str()),
     });
     Bytes::from(format!(": tierwise {summary}\n\n"))
 }
@@ -193,6 +202,7 @@ fn answer_response(job: &Job, trail: &Trail, answer: Answer, guards: Option<Guar
         }
         Produced::Upstream(Reply::Stream { first, rest }) => {
             let events = passthrough(job, (tier, &model), first, rest, usage::in_events);
+            let events = super::cached::tee(job, trail, (tier, &model), events);
             sse_response(in_wire_shape(&job.wire, holding(events, guards).boxed()))
         }
         // The upstream's own Responses answer: already in the client's shape.
@@ -276,15 +286,19 @@ fn passthrough(
 }
 
 /// The full trail, as the `tierwise` object of a JSON body.
-fn trail_object(job: &Job, trail: &Trail, tier: Tier, model: &str) -> Value {
-    json!({
+pub(super) fn trail_object(job: &Job, trail: &Trail, tier: Tier, model: &str) -> Value {
+    let mut object = json!({
         "task": job.plan.task,
         "profile": job.caller.profile.name,
         "tier": tier,
         "model": model,
         "content_class": job.applied_class(trail).class,
         "attempts": trail.views(job.caller.locale),
-    })
+    });
+    if let Some(cache) = &trail.cache {
+        object["cache"] = cache.view();
+    }
+    object
 }
 
 /// Inserts `"tierwise": {...}` as the last member of a JSON object body, leaving every
@@ -325,6 +339,16 @@ fn in_wire_shape(wire: &Wire, events: BoxStream<'static, Bytes>) -> BoxStream<'s
             events.map(move |chat| translator.feed(&chat)).boxed()
         }
     }
+}
+
+/// A JSON body response.
+pub(super) fn json_of(body: Bytes) -> Response {
+    json_response(body)
+}
+
+/// An SSE response of events known whole.
+pub(super) fn sse_of(events: Bytes) -> Response {
+    sse_response(once(events))
 }
 
 fn json_response(body: Bytes) -> Response {

@@ -2,6 +2,7 @@
 //! (built-in defaults → file → `TIERWISE_*` env), then validated into [`Config`], which
 //! holds no `Option` for anything that has a default.
 
+mod cache;
 mod defaults;
 mod load;
 pub mod raw;
@@ -17,6 +18,7 @@ mod validate_upstream;
 mod validate_verify;
 mod verify;
 
+pub use cache::CacheConfig;
 pub use services::{OnStateError, OtlpProtocol, RedisConfig, StateConfig, TracingConfig};
 
 #[cfg(test)]
@@ -288,6 +290,8 @@ pub struct TaskConfig {
     pub deadline: Option<Duration>,
     /// `[detect]`'s `opaque` and `local_output`, or the task's own.
     pub detect: DetectPolicy,
+    /// The task's response cache, when it has one.
+    pub cache: Option<CacheConfig>,
 }
 
 /// A caller's settings.

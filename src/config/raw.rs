@@ -82,6 +82,9 @@ pub struct RawState {
     /// While Redis cannot be reached: `local` (default) falls back to per-process state;
     /// `deny` refuses requests that need the shared state with 503.
     pub on_error: Option<String>,
+    /// The tier of the Redis as a cache store: `server` (default) or `local` (Redis on
+    /// this machine). Sensitive answers are cached only in a `local` store.
+    pub cache_tier: Option<String>,
 }
 
 /// `[audit]`: one JSON line per request.
@@ -274,6 +277,22 @@ pub struct RawTask {
     pub deadline_ms: Option<u64>,
     /// This task's handling of opaque payloads and of personal data in local output.
     pub detect: Option<RawTaskDetect>,
+    /// Answers kept and served again to the same request (docs/caching.md). Absent: none.
+    pub cache: Option<RawCache>,
+}
+
+/// `[tasks.NAME] cache = { ... }`: the task's response cache.
+#[derive(Debug, Default, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    /// How long an answer is kept, in seconds. Default 3600.
+    pub ttl_s: Option<u64>,
+    /// The in-memory store's size bound, in bytes. Default 67108864 (64 MiB).
+    pub max_bytes: Option<u64>,
+    /// Cache only requests at `temperature` 0 or with a `seed`. Default true.
+    pub deterministic_only: Option<bool>,
+    /// Namespace entries by client key as well as by profile. Default false.
+    pub per_key: Option<bool>,
 }
 
 /// `[tasks.NAME.verify]`: deterministic checks, then an optional LLM judge.

@@ -46,6 +46,8 @@ pub struct RedisConfig {
     pub command_timeout: Duration,
     pub key_prefix: String,
     pub on_error: OnStateError,
+    /// What Redis is as a cache store: sensitive answers go only to a `local` one.
+    pub cache_tier: crate::policy::Tier,
 }
 
 /// What a request that needs the shared state gets while Redis cannot be reached.

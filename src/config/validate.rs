@@ -210,6 +210,7 @@ pub fn validate(
                     .deadline_ms
                     .map(|ms| positive_ms(&format!("{path}.deadline_ms"), Some(ms), ms, &mut problems)),
                 detect: validate_detect::task(&path, raw_task.detect.as_ref(), detect, &mut problems),
+                cache: super::cache::task_cache(&path, raw_task, raw, &mut problems),
             },
         );
     }

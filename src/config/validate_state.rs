@@ -3,6 +3,7 @@
 use super::raw::RawState;
 use super::validate::{positive_ms, Problems};
 use super::{OnStateError, RedisConfig, Secret, StateConfig};
+use crate::policy::Tier;
 
 pub(super) fn state(raw: &RawState, env: &dyn Fn(&str) -> Option<String>, problems: &mut Problems) -> StateConfig {
     match raw.backend.as_deref().unwrap_or("memory") {
@@ -16,6 +17,7 @@ pub(super) fn state(raw: &RawState, env: &dyn Fn(&str) -> Option<String>, proble
                 ("command_timeout_ms", raw.command_timeout_ms.is_some()),
                 ("key_prefix", raw.key_prefix.is_some()),
                 ("on_error", raw.on_error.is_some()),
+                ("cache_tier", raw.cache_tier.is_some()),
             ];
             for (key, _) in redis_only.iter().filter(|(_, set)| *set) {
                 problems.hint(
@@ -80,6 +82,18 @@ fn redis(raw: &RawState, env: &dyn Fn(&str) -> Option<String>, problems: &mut Pr
             OnStateError::Local
         }
     };
+    let cache_tier = match raw.cache_tier.as_deref().unwrap_or("server") {
+        "server" => Tier::Server,
+        "local" => Tier::Local,
+        other => {
+            problems.hint(
+                "state.cache_tier",
+                format!("unknown tier \"{other}\""),
+                "\"server\" (Redis on the network: no sensitive answers) or \"local\" (Redis on this machine)",
+            );
+            Tier::Server
+        }
+    };
     let tls_ca = raw.tls_ca_file.as_deref().and_then(|path| {
         if url.as_deref().is_some_and(|u| !u.starts_with("rediss://")) {
             problems.hint("state.tls_ca_file", "is set, but state.url is not rediss://", "use rediss:// for TLS");
@@ -116,6 +130,7 @@ fn redis(raw: &RawState, env: &dyn Fn(&str) -> Option<String>, problems: &mut Pr
         command_timeout,
         key_prefix,
         on_error,
+        cache_tier,
     })
 }
 

@@ -48,6 +48,13 @@ pub async fn assemble(
     Ok(assembly.finish())
 }
 
+/// The completion that SSE `events`, all collected, amount to.
+pub fn assemble_events(events: &[u8]) -> Result<Value, AssembleError> {
+    let mut assembly = Assembly::default();
+    assembly.feed(events)?;
+    Ok(assembly.finish())
+}
+
 /// A buffered stream that broke has reached no client: unlike a passed-through one, the
 /// next step may still answer, so its break escalates.
 fn unsent(err: UpstreamError) -> UpstreamError {

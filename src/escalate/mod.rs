@@ -26,10 +26,11 @@ use crate::upstream::{usage, Endpoint, Reply, UpstreamError, Upstreams};
 use crate::warmth::Warmth;
 use review::Judged;
 
+pub use assemble::assemble_events;
 pub use guard::{Guard, Guarded, Screened};
 pub use order::walk_order;
 pub use progress::{Progress, RunSoFar};
-pub use trail::{Attempt, Event, EventView, Skip, Trail, Verdict, VerifyCall, VerifyKind};
+pub use trail::{Attempt, CacheNote, CacheResult, Event, EventView, Skip, Trail, Verdict, VerifyCall, VerifyKind};
 pub use verify::{run_checks, Candidate, Check, DEFAULT_REFUSALS};
 
 /// What answered.

@@ -39,6 +39,11 @@ pub const EXPORTED: &[(&str, &str, &[&str])] = &[
     ("tierwise_shed_total", "counter", &["scope", "upstream"]),
     ("tierwise_upstream_in_flight", "gauge", &["upstream"]),
     ("tierwise_circuit_open", "gauge", &["upstream"]),
+    ("tierwise_cache_lookups_total", "counter", &["task", "result"]),
+    ("tierwise_cache_evictions_total", "counter", &["task", "cause"]),
+    ("tierwise_cache_bytes", "gauge", &["task"]),
+    ("tierwise_cache_cost_avoided_usd_total", "counter", &["task"]),
+    ("tierwise_cache_errors_total", "counter", &["operation"]),
     ("tierwise_state_up", "gauge", &[]),
     ("tierwise_state_errors_total", "counter", &["operation"]),
     ("tierwise_state_fallbacks_total", "counter", &["on_error"]),
@@ -241,6 +246,32 @@ impl Metrics {
                 Opts::new("tierwise_circuit_open", "Whether the upstream's circuit breaker is open or probing (1)"),
                 &["upstream"],
             )?,
+            cache_lookups: counter(
+                "tierwise_cache_lookups_total",
+                "Requests to tasks with a cache, by result: hit, miss, or bypass (not cacheable, or x-tierwise-cache: off)",
+                &["task", "result"],
+            )?,
+            cache_evictions: counter(
+                "tierwise_cache_evictions_total",
+                "In-memory cache entries removed, by cause: size (to stay within max_bytes), expired, replaced",
+                &["task", "cause"],
+            )?,
+            cache_bytes: IntGaugeVec::new(
+                Opts::new("tierwise_cache_bytes", "Bytes held by the task's in-memory cache (entries, keys and overhead)"),
+                &["task"],
+            )?,
+            cache_cost_avoided: CounterVec::new(
+                Opts::new(
+                    "tierwise_cache_cost_avoided_usd_total",
+                    "What the answers served from the cache cost when they were made (every paid attempt and judge), USD",
+                ),
+                &["task"],
+            )?,
+            cache_errors: counter(
+                "tierwise_cache_errors_total",
+                "Cache reads and writes in Redis that failed or timed out (each read is then a miss), by operation",
+                &["operation"],
+            )?,
             names: Vec::new(),
         };
         let mut m = m;
@@ -278,6 +309,11 @@ impl Metrics {
             Box::new(m.spend.clone()),
             Box::new(m.trace_spans_dropped.clone()),
             Box::new(m.budget_remaining.clone()),
+            Box::new(m.cache_lookups.clone()),
+            Box::new(m.cache_evictions.clone()),
+            Box::new(m.cache_bytes.clone()),
+            Box::new(m.cache_cost_avoided.clone()),
+            Box::new(m.cache_errors.clone()),
         ];
         for collector in collectors {
             m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));

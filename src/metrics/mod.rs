@@ -2,6 +2,7 @@
 //! values come from config names and fixed enums only — never from request text. The
 //! families themselves (names, types, labels, buckets) are in `families`.
 
+mod cache;
 mod families;
 
 use std::time::Duration;
@@ -54,6 +55,11 @@ pub struct Metrics {
     spend: CounterVec,
     trace_spans_dropped: IntCounter,
     budget_remaining: GaugeVec,
+    cache_lookups: IntCounterVec,
+    cache_evictions: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_cost_avoided: CounterVec,
+    cache_errors: IntCounterVec,
     /// Every family's name, as registered.
     names: Vec<String>,
 }
@@ -111,7 +117,8 @@ impl Metrics {
     /// tokens, cost, overhead — all from its trail.
     pub fn request_finished(&self, config: &Config, finished: &Finished<'_>) {
         let Finished { task, trail, tier, outcome, took } = *finished;
-        let answered_tier = tier.unwrap_or(Tier::None).as_str();
+        let hit = trail.cache.as_ref().is_some_and(|c| c.result == crate::escalate::CacheResult::Hit);
+        let answered_tier = if hit { "cache" } else { tier.unwrap_or(Tier::None).as_str() };
         self.requests.with_label_values(&[task, answered_tier, outcome.as_str()]).inc();
         self.request_duration.with_label_values(&[task, answered_tier]).observe(took.as_secs_f64());
         let mut upstream_time = Duration::ZERO;

@@ -137,6 +137,7 @@ fn direct_policy(config: &Config, alias: &str) -> TaskConfig {
         prefer_warm: false,
         deadline: None,
         detect: config.detect,
+        cache: None,
     }
 }
 

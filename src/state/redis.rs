@@ -242,6 +242,27 @@ impl RedisStore {
         }
     }
 
+    /// The cached answer under `key`, if any (the response cache).
+    pub async fn cache_get(&self, key: &[u8; 32]) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut connection = self.connection.clone();
+        let mut command = redis::cmd("GET");
+        command.arg(self.cache_key(key));
+        self.run("cache_get", command.query_async(&mut connection)).await
+    }
+
+    /// Keeps a cached answer under `key` for `ttl`.
+    pub async fn cache_put(&self, key: &[u8; 32], value: Vec<u8>, ttl: Duration) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        let mut command = redis::cmd("SET");
+        command.arg(self.cache_key(key)).arg(value).arg("PX").arg(ttl_ms);
+        self.run("cache_put", command.query_async(&mut connection)).await
+    }
+
+    fn cache_key(&self, key: &[u8; 32]) -> String {
+        format!("{}cache:v1:{}", self.prefix, crate::config::hex(key))
+    }
+
     fn bucket_key(&self, digest: &[u8; 32]) -> String {
         format!("{}rate:v1:{}", self.prefix, crate::config::hex(digest))
     }

@@ -3,12 +3,15 @@
 //! (or a local judge) says — never reaches a `server` or `cloud` double, whatever the
 //! chain, the verifier (checks, judges, confidence, consistency samples, self-checks),
 //! the stream flag and the `local_output` policy. Counted from the
-//! bytes the doubles received, by the planted needle itself, not by the detector.
+//! bytes the doubles received, by the planted needle itself, not by the detector. The
+//! task caches its answers in a `server`-tier Redis and every request is sent twice (the
+//! second may be a hit): no value Redis holds has the needle either.
 
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
 use crate::support::bodies::{answer, streaming};
+use crate::support::redis::RedisServer;
 use crate::support::*;
 
 /// `(text as planted, digits that identify it when it is a number)`.
@@ -228,8 +231,14 @@ async fn run(case: &Case) -> (usize, u16) {
     chain.push("vendor-model");
     let upstreams: Vec<(&str, &str, &str)> = upstreams.iter().map(|(n, t, u)| (*n, *t, u.as_str())).collect();
     let policy = if case.redact { "redact" } else { "reclassify" };
-    let extra = format!("[tasks.t.verify]\n{verify}\n[detect]\nlocal_output = \"{policy}\"\n");
-    let app = TestApp::start(&config_for(&upstreams, &[("t", &chain)], &extra)).await;
+    let redis = RedisServer::start().await;
+    let extra = format!(
+        "[tasks.t.verify]\n{verify}\n[detect]\nlocal_output = \"{policy}\"\n[state]\nbackend = \"redis\"\nurl = \"{}\"\n",
+        redis.url()
+    );
+    let toml = config_for(&upstreams, &[("t", &chain)], &extra)
+        .replace("[tasks.\"t\"]\n", "[tasks.\"t\"]\ncache = { ttl_s = 60, deterministic_only = false }\n");
+    let app = TestApp::start(&toml).await;
 
     let field = match case.place {
         Place::Field(i) => Some(i),
@@ -243,15 +252,40 @@ async fn run(case: &Case) -> (usize, u16) {
             body = plant(Some(0), needle.0, case.stream);
         }
     }
-    let response = app.chat(body).await;
+    let response = app.chat(body.clone()).await;
     let status = response.status().as_u16();
     let _ = response.bytes().await;
+    // Once more, after the first answer's cache write: a hit, or a second run.
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let _ = app.chat(body).await.bytes().await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let in_redis = cached_values(&redis).await.iter().filter(|v| holds(v, needle)).count();
     let mut above_local: Vec<&UpstreamDouble> = vec![&server, &cloud];
     if judge_tier == "cloud" {
         above_local.push(&judge);
     }
     let leaked = above_local.iter().flat_map(|d| d.received()).filter(|r| holds(r, needle)).count();
-    (leaked, status)
+    (leaked + in_redis, status)
+}
+
+/// Every response-cache value in Redis, as the bytes and the answer it holds.
+async fn cached_values(redis: &RedisServer) -> Vec<crate::support::upstream::Received> {
+    let mut connection = redis.connection().await.unwrap();
+    let keys: Vec<String> = ::redis::cmd("KEYS").arg("*").query_async(&mut connection).await.unwrap();
+    let mut values = Vec::new();
+    for key in keys.iter().filter(|k| k.contains(":cache:")) {
+        let value: String = ::redis::cmd("GET").arg(key).query_async(&mut connection).await.unwrap();
+        let entry: Value = serde_json::from_str(&value).unwrap_or(Value::Null);
+        let body = entry["body"].as_str().and_then(|b| serde_json::from_str(b).ok()).unwrap_or(Value::Null);
+        values.push(crate::support::upstream::Received {
+            uri: http::Uri::from_static("/"),
+            headers: http::HeaderMap::new(),
+            body,
+            raw: bytes::Bytes::from(value),
+            at: std::time::Instant::now(),
+        });
+    }
+    values
 }
 
 proptest! {
@@ -262,7 +296,7 @@ proptest! {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let (leaked, status) = runtime.block_on(run(&case));
         prop_assert!([200, 502, 503].contains(&status), "unexpected status {status}");
-        prop_assert_eq!(leaked, 0, "the needle reached a server or cloud upstream");
+        prop_assert_eq!(leaked, 0, "the needle reached a server or cloud upstream, or the server-tier cache");
     }
 }
 
@@ -285,4 +319,20 @@ async fn the_needle_count_sees_a_leak_when_there_is_one() {
         let received = cloud.received();
         assert!(holds(received.last().unwrap(), *needle), "{needle:?} at field {field}");
     }
+}
+
+/// The Redis count can fail too: a Redis declared `local` may hold a sensitive answer,
+/// and the count finds the needle in it.
+#[tokio::test]
+async fn the_needle_count_sees_a_cached_answer_when_redis_may_hold_one() {
+    let needle = NEEDLES[0];
+    let local = UpstreamDouble::start(answer(&format!("Write to {}.", needle.0))).await;
+    let redis = RedisServer::start().await;
+    let state = format!("[state]\nbackend = \"redis\"\nurl = \"{}\"\ncache_tier = \"local\"\n", redis.url());
+    let toml = config_for(&[("local", "local", &local.base_url())], &[("t", &["local-model"])], &state)
+        .replace("[tasks.\"t\"]\n", "[tasks.\"t\"]\ncache = { ttl_s = 60, deterministic_only = false }\n");
+    let app = TestApp::start(&toml).await;
+    let _ = app.chat(plant(Some(0), needle.0, false)).await.bytes().await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(cached_values(&redis).await.iter().filter(|v| holds(v, needle)).count(), 1);
 }

@@ -11,6 +11,7 @@ mod support;
 mod anthropic;
 mod audit;
 mod budgets;
+mod cache;
 mod chain;
 mod cli;
 mod dashboard;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+mod cache;
 mod view;
+pub use cache::{CacheNote, CacheResult};
 pub use view::EventView;
 
 use super::Guarded;
@@ -112,6 +114,8 @@ pub struct Trail {
     /// Why the run made a normal request sensitive (a model's words held personal
     /// data), if it did.
     pub reclassified: Option<String>,
+    /// What the response cache did, for a task with a cache.
+    pub cache: Option<CacheNote>,
 }
 
 impl Trail {
@@ -253,9 +257,9 @@ impl Trail {
     /// (`:warm` / `:cold` when the model's warmth was known).
     /// Names are config names (validated plain ASCII), so this is a valid header value.
     pub fn header_value(&self) -> String {
-        let mut out = String::new();
-        for (i, event) in self.events.iter().enumerate() {
-            if i > 0 {
+        let mut out = self.cache.as_ref().map(CacheNote::header_item).unwrap_or_default();
+        for event in &self.events {
+            if !out.is_empty() {
                 out.push_str(", ");
             }
             // Writing to a String cannot fail.
