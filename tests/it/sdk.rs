@@ -33,6 +33,15 @@ async fn the_official_python_sdk_works_through_tierwise() {
 }
 
 #[tokio::test]
+async fn the_python_sdk_reads_cached_answers_as_json_and_streams() {
+    let llama = LlamaServer::start().await;
+    let toml = llama::config(&llama);
+    assert!(toml.contains("[tasks.chat]\n"), "{toml}");
+    let app = TestApp::start(&toml.replace("[tasks.chat]\n", "[tasks.chat]\ncache = { ttl_s = 60 }\n")).await;
+    run_python("openai_cache_test.py", &app, 3).await;
+}
+
+#[tokio::test]
 async fn the_privacy_backstop_holds_through_the_python_sdk() {
     let local = UpstreamDouble::start(Behaviour::status(500, "openai/error_500_server.json")).await;
     let cloud = UpstreamDouble::start(Behaviour::sse("openai/chat_stream_usage.sse")).await;
