@@ -23,6 +23,10 @@ Environment (all optional):
                             redis-server this script starts: what the shared state costs per
                             request (bench/README.md, "Shared state")
 
+  BENCH_FLOOR               1: measure the floor instead of tierwise: examples/bench_floor, a bare
+                            forwarder on tierwise's own stack (axum in, reqwest out, bytes passed
+                            through). Alternate runs with and without it for tierwise's ratio to it
+                            (bench/README.md, "The floor")
   BENCH_CACHE               hit: task chat caches its answers, so every request after the warm-up is
                             answered from the cache (what a hit costs; the direct side still waits on
                             the upstream). refresh: every request carries x-tierwise-cache: refresh, so
@@ -56,6 +60,7 @@ from procs import HOST, Procs, free_port
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TIERWISE = pathlib.Path(os.environ.get("TIERWISE_BIN") or ROOT / "target" / "release" / "tierwise")
+FLOOR = ROOT / "target" / "release" / "examples" / "bench_floor"
 UPSTREAM = ROOT / "target" / "release" / "examples" / "bench_upstream"
 PATH = "/v1/chat/completions"
 BODIES = {
@@ -184,6 +189,8 @@ def auth_args() -> list[str]:
 
 def start_tierwise(procs: Procs, upstream_port: int, workdir: pathlib.Path) -> tuple[subprocess.Popen, int, float]:
     """Starts tierwise; returns (process, port, seconds from spawn to the first 200 on /healthz)."""
+    if os.environ.get("BENCH_FLOOR") == "1":
+        return start_floor(procs, upstream_port)
     port = free_port()
     config = workdir / "tierwise-bench.toml"
     config.write_text(
@@ -231,6 +238,19 @@ chain = ["bench"]
             return proc, port, time.perf_counter() - t0
         time.sleep(HEALTH_POLL_S)
     raise RuntimeError(f"tierwise did not answer /healthz within {READY_TIMEOUT_S} s")
+
+
+def start_floor(procs: Procs, upstream_port: int) -> tuple[subprocess.Popen, int, float]:
+    """Starts the bare forwarder in tierwise's place; returns (process, port, seconds to listening)."""
+    t0 = time.perf_counter()
+    proc = procs.start([str(FLOOR), "--listen", f"{HOST}:0", "--upstream", f"http://{HOST}:{upstream_port}"],
+                       stdout=subprocess.PIPE, text=True)
+    line = proc.stdout.readline()
+    m = re.match(r"listening on 127\.0\.0\.1:(\d+)", line)
+    if not m:
+        raise RuntimeError(f"bench_floor did not report its address (got {line!r})")
+    proc.stdout.close()
+    return proc, int(m.group(1)), time.perf_counter() - t0
 
 
 def cpu_seconds(pid: int) -> float:

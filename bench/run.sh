@@ -17,5 +17,5 @@ if ! command -v oha >/dev/null 2>&1; then
 fi
 command -v python3 >/dev/null 2>&1 || { echo "bench: python3 (3.11+) is needed" >&2; exit 1; }
 
-cargo build --release --bin tierwise --example bench_upstream
+cargo build --release --bin tierwise --example bench_upstream --example bench_floor
 exec python3 bench/run.py "$@"

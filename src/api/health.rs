@@ -32,6 +32,7 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
     state.metrics.audit_lost(state.audit.lost());
     state.metrics.trace_spans_dropped(crate::telemetry::dropped_spans());
     state.metrics.observe_upstreams(&state.generation().upstreams);
+    state.cache.observe();
     let mut response = state.metrics.encode().into_response();
     response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
     response

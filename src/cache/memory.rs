@@ -62,6 +62,12 @@ impl MemoryStore {
         self.metrics.cache_bytes(&self.task, self.bytes());
     }
 
+    /// Removes expired entries and exports the bytes held (at each scrape).
+    pub fn observe(&self) {
+        self.entries.run_pending_tasks();
+        self.metrics.cache_bytes(&self.task, self.bytes());
+    }
+
     /// Bytes held now.
     pub fn bytes(&self) -> u64 {
         self.entries.weighted_size()
@@ -106,6 +112,9 @@ mod tests {
         assert!(store.get(&[1; 32]).is_some());
         std::thread::sleep(Duration::from_millis(80));
         assert!(store.get(&[1; 32]).is_none(), "expired after ttl");
+        store.observe();
+        let text = String::from_utf8(metrics.encode()).unwrap();
+        assert!(text.contains("tierwise_cache_bytes{task=\"t\"} 0"), "a scrape sees the expired entry gone: {text}");
         store.put([2; 32], entry(10_000));
         assert!(store.get(&[2; 32]).is_none(), "larger than the store");
     }

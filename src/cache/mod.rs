@@ -72,6 +72,15 @@ impl ResponseCache {
         store.clone()
     }
 
+    /// Exports every task store's bytes, expired entries removed first (at each scrape).
+    pub fn observe(&self) {
+        let stores: Vec<Arc<MemoryStore>> =
+            self.memory.read().map(|m| m.values().cloned().collect()).unwrap_or_default();
+        for store in stores {
+            store.observe();
+        }
+    }
+
     /// The answer kept for `slot`: this process's memory first, then Redis when the slot
     /// may use it. Redis failing (or known to be down) is a miss.
     pub async fn get(&self, slot: &Slot) -> Option<Hit> {
