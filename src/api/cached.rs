@@ -147,8 +147,6 @@ pub fn serve_hit(mut job: Job, hit: Hit) -> Response {
     let guards = job.guards.take();
     let Hit { entry, store } = hit;
     let trail = Trail { cache: Some(CacheNote::hit(store, entry.age(), entry.tier, &entry.model)), ..Trail::default() };
-    let mut completion: Value = serde_json::from_slice(&entry.body).unwrap_or(Value::Null);
-    mark_cached(&mut completion);
     job.state.metrics.cache_cost_avoided(&job.plan.task, entry.cost_usd);
     let step = Step {
         index: 0,
@@ -158,16 +156,19 @@ pub fn serve_hit(mut job: Job, hit: Hit) -> Response {
         tier: entry.tier,
     };
     let answered = (entry.tier, entry.model.as_str());
+    // The entry was stored with its usage marked: JSON goes out as stored, the trail
+    // spliced in, without a parse.
     let mut response = if job.request.is_stream() {
+        let completion: Value = serde_json::from_slice(&entry.body).unwrap_or(Value::Null);
         let trailer = respond::trailer_comment(&job, &trail, Some(answered));
         respond::sse_of(replay::to_sse_with(&completion, job.request.include_usage(), Some(&trailer)))
+    } else if job.caller.generation.config.server.trail_in_body {
+        let trail_object = respond::trail_object(&job, &trail, answered.0, answered.1);
+        respond::json_of(respond::splice_trail(entry.body.clone(), &trail_object))
     } else {
-        if job.caller.generation.config.server.trail_in_body {
-            completion["tierwise"] = respond::trail_object(&job, &trail, answered.0, answered.1);
-        }
-        respond::json_of(Bytes::from(completion.to_string()))
+        respond::json_of(entry.body.clone())
     };
-    let answer = Answer { step, produced: Produced::Completion(completion) };
+    let answer = Answer { step, produced: Produced::Upstream(crate::upstream::Reply::Json(entry.body.clone())) };
     job.record(&trail, Some(&answer), respond::responded(StatusCode::OK, None));
     drop(guards);
     headers::set_trail(response.headers_mut(), &job.plan.task, Some(answered), &trail, &job.applied_class(&trail));
@@ -180,6 +181,13 @@ pub fn set_header(headers: &mut HeaderMap, trail: &Trail) {
     if let Some(note) = &trail.cache {
         headers.insert(CACHE, HeaderValue::from_static(note.result.as_str()));
     }
+}
+
+/// The answer as it is served from the cache: its usage marked (see [`mark_cached`]).
+fn marked(body: &[u8]) -> Option<Bytes> {
+    let mut completion: Value = serde_json::from_slice(body).ok()?;
+    mark_cached(&mut completion);
+    Some(Bytes::from(completion.to_string()))
 }
 
 /// Every prompt token of a served answer came from the cache (OpenAI's own marker).
@@ -210,6 +218,7 @@ pub fn keep(job: &Job, trail: &Trail, answer: &Answer) {
 
 fn store(job: &Job, slot: &Slot, trail: &Trail, body: Bytes, made_by: (Tier, &str), cost: f64) {
     let config = &job.caller.generation.config;
+    let body = marked(&body).unwrap_or(body);
     let sensitive =
         job.applied_class(trail).class == ContentClass::Sensitive || holds_personal_data(&config.detector, &body);
     job.state.cache.put(slot, Entry::new(body, made_by.0, made_by.1, cost), sensitive);
@@ -278,6 +287,8 @@ pub fn tee(
         let Some(completion) = buffer.and_then(|b| whole_completion(&b)) else { return };
         let usage = crate::upstream::usage::of_completion(&completion);
         let cost = earlier + cost_of(&config, &Trail::default(), usage.map(|u| (model.as_str(), u)));
+        let mut completion = completion;
+        mark_cached(&mut completion);
         let body = Bytes::from(completion.to_string());
         let sensitive = class == ContentClass::Sensitive || holds_personal_data(&config.detector, &body);
         state.cache.put(&slot, Entry::new(body, tier, &model, cost), sensitive);

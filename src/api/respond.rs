@@ -303,7 +303,7 @@ pub(super) fn trail_object(job: &Job, trail: &Trail, tier: Tier, model: &str) ->
 
 /// Inserts `"tierwise": {...}` as the last member of a JSON object body, leaving every
 /// other byte as the upstream sent it.
-fn splice_trail(body: Bytes, trail: &Value) -> Bytes {
+pub(super) fn splice_trail(body: Bytes, trail: &Value) -> Bytes {
     let end = body.iter().rposition(|b| !b.is_ascii_whitespace());
     let Some(end) = end.filter(|&i| body[i] == b'}') else { return body };
     let empty = body[..end].iter().rposition(|b| !b.is_ascii_whitespace()).is_some_and(|i| body[i] == b'{');
