@@ -23,6 +23,11 @@ pub(super) async fn chat(upstream: &Upstream, body: Bytes, stream: bool) -> Resu
 
     let response = upstream.send(Bytes::from(request)).await?;
     let status = response.status();
+    if status.is_redirection() {
+        let failure =
+            format!("answered {status}, a redirect, which tierwise does not follow: set base_url to the final address");
+        return Err(upstream.fail(Failure::Protocol(failure)));
+    }
     if !status.is_success() {
         let retry_after = super::error::retry_after_of(response.headers());
         let body = upstream.read_body(response).await.unwrap_or_default();

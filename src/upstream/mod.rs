@@ -162,6 +162,9 @@ impl Upstream {
             .timeout(config.timeout)
             .pool_idle_timeout(Duration::from_secs(60))
             .tcp_nodelay(true)
+            // A redirect is never followed: it would send the request — sensitive content
+            // included — to a host the config never named. It is the upstream's error.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|source| BuildError::Client { upstream: config.name.clone(), source })?;
         let headers = headers(&config)?;
@@ -320,6 +323,13 @@ impl Upstream {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
+        }
+        if status.is_redirection() {
+            // Not followed (see the client): a misconfigured base_url, not the request's fault.
+            let failure = format!(
+                "answered {status}, a redirect, which tierwise does not follow: set base_url to the final address"
+            );
+            return Err(self.fail(Failure::Protocol(failure)));
         }
         let retry_after = error::retry_after_of(response.headers());
         let body = self.read_body(response).await.unwrap_or_default();

@@ -410,3 +410,28 @@ async fn models_say_whether_the_callers_profile_can_run_each_task() {
         ]
     );
 }
+
+/// A local upstream that answers a sensitive request with a redirect to another host does
+/// not get it sent there: redirects are never followed. The request fails over as from a
+/// broken upstream, and the other host sees nothing.
+#[tokio::test]
+async fn a_redirect_from_an_upstream_is_never_followed() {
+    use axum::http::{header::LOCATION, StatusCode};
+
+    let elsewhere = UpstreamDouble::start(Behaviour::json("openai/chat_completion.json")).await;
+    let target = format!("{}/chat/completions", elsewhere.base_url());
+    let redirecting = axum::Router::new().fallback(move || {
+        let target = target.clone();
+        async move { (StatusCode::TEMPORARY_REDIRECT, [(LOCATION, target)]) }
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, redirecting).await });
+    let toml = config_for(&[("local", "local", &format!("http://{addr}/v1"))], &[("t", &["local-model"])], "");
+    let app = TestApp::start(&toml).await;
+    let mut body = chat_body("t");
+    body["messages"][0]["content"] = json!("Write to needle.redirect@example.org please.");
+    let response = app.chat(body).await;
+    assert_eq!(response.status(), 502, "a redirect is the upstream's error");
+    assert_eq!(elsewhere.calls(), 0, "the redirect's target was never called");
+}
