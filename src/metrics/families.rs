@@ -7,7 +7,7 @@ use prometheus::{
     Opts, Registry,
 };
 
-use super::Metrics;
+use super::{Families, Metrics};
 
 /// Every metric family tierwise exports, with its type and labels. Dashboards and tests
 /// check their queries against this list.
@@ -77,7 +77,7 @@ fn histogram(name: &str, help: &str, buckets: &[f64], labels: &[&str]) -> Result
 
 impl Metrics {
     pub fn new() -> Result<Self, prometheus::Error> {
-        let m = Metrics {
+        let m = Families {
             registry: Registry::new(),
             requests: counter(
                 "tierwise_requests_total",
@@ -319,6 +319,6 @@ impl Metrics {
             m.names.extend(collector.desc().iter().map(|d| d.fq_name.clone()));
             m.registry.register(collector)?;
         }
-        Ok(m)
+        Ok(Metrics(std::sync::Arc::new(m)))
     }
 }
