@@ -402,7 +402,12 @@ fn the_compose_config_is_valid_and_consistent() {
 
     let dockerfile = repo_file("Dockerfile");
     assert!(dockerfile.contains(&format!("EXPOSE {port}")), "Dockerfile: EXPOSE {port}");
-    assert!(dockerfile.contains(&format!("/dev/tcp/127.0.0.1/{port}")), "Dockerfile: HEALTHCHECK on port {port}");
+    // The health check asks the port TIERWISE_SERVER__LISTEN names, this one by default.
+    assert!(
+        dockerfile.contains("port=${TIERWISE_SERVER__LISTEN##*:}")
+            && dockerfile.contains(&format!("/dev/tcp/127.0.0.1/${{port:-{port}}}")),
+        "Dockerfile: HEALTHCHECK on TIERWISE_SERVER__LISTEN's port, {port} by default"
+    );
     assert!(dockerfile.contains(&format!("TIERWISE_SERVER__LISTEN=0.0.0.0:{port}")), "Dockerfile: listen on {port}");
     let prometheus = repo_file("deploy/prometheus/prometheus.yml");
     assert!(prometheus.contains(&format!("\"tierwise:{port}\"")), "prometheus.yml: scrape tierwise:{port}");
