@@ -6,6 +6,7 @@ mod cache;
 mod defaults;
 mod load;
 pub mod raw;
+mod raw_services;
 mod services;
 mod validate;
 mod validate_access;
